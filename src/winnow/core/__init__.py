@@ -1,0 +1,1 @@
+"""Pure domain types and geometry: no files, no database, no network."""

@@ -1,0 +1,158 @@
+"""Reading image files safely: magic bytes, header probe, bomb limits, EXIF orientation.
+
+Only the decoders winnow needs are enabled (``Image.open(formats=...)``); FITS, PSD, SVG and
+friends are refused. The probe reads headers only - it never decodes pixels - so it is cheap
+enough to run on every imported file; :func:`decode` is the full, checked decode.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from winnow.errors import WinnowError
+
+#: Pillow format names winnow will open. Everything else is refused before any decoder runs.
+ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP")
+
+#: Larger images are refused from their header, before decoding (Pillow's own error threshold).
+MAX_IMAGE_PIXELS = 2 * 89_478_485
+
+_ORIENTATION_TAG = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}
+
+# Magic bytes of things users upload by mistake (or on purpose) instead of an image.
+_NOT_IMAGES = (
+    (b"<!doctype html", "an HTML document"),
+    (b"<html", "an HTML document"),
+    (b"<svg", "an SVG document"),
+    (b"<?xml", "an XML document"),
+    (b"%pdf", "a PDF document"),
+    (b"pk\x03\x04", "a zip archive"),
+    (b"simple  =", "a FITS file"),
+    (b"8bps", "a PSD file"),
+)
+
+
+class InvalidImageError(WinnowError):
+    """The bytes are not an image winnow accepts (empty, truncated, unsupported, a bomb)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header says about an image.
+
+    ``width``/``height`` are as displayed (EXIF orientation applied); ``raw_width``/``raw_height``
+    are as stored. ``format`` is lower case (``jpeg``, ``png``...).
+    """
+
+    width: int
+    height: int
+    raw_width: int
+    raw_height: int
+    channels: int
+    mode: str
+    format: str
+    orientation: int = 1
+
+
+def sniff(head: bytes) -> str | None:
+    """Name what ``head`` (the first bytes of a file) looks like when it is *not* an image."""
+    if not head:
+        return "an empty file"
+    lowered = head.lstrip()[:32].lower()
+    for magic, what in _NOT_IMAGES:
+        if lowered.startswith(magic):
+            return what
+    return None
+
+
+def _channels(im: Image.Image) -> int:
+    if im.mode == "P":
+        return 4 if "transparency" in im.info else 3
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F", "1", "L"):
+        return 1
+    return len(im.getbands())
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        if im.format == "PNG":
+            raw = im.info.get("exif")
+            if not raw:
+                return 1
+            exif = Image.Exif()
+            exif.load(raw)
+        else:
+            exif = im.getexif()
+        value = int(exif.get(_ORIENTATION_TAG, 1))
+    except Exception:  # a broken EXIF block must not make the image unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    what = sniff(data[:64])
+    if what is not None:
+        raise InvalidImageError(f"{name}: not an image ({what})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except Image.DecompressionBombError as exc:
+            raise InvalidImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+        except UnidentifiedImageError:
+            raise InvalidImageError(
+                f"{name}: not a supported image (accepted: {', '.join(f.lower() for f in ALLOWED_FORMATS)})"
+            ) from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidImageError(f"{name}: unreadable image header ({exc})") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise InvalidImageError(f"{name}: image has no pixels ({w}x{h})")
+    if w * h > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(
+            f"{name}: refused as a decompression bomb ({w}x{h} = {w * h} pixels > {MAX_IMAGE_PIXELS})"
+        )
+    return im
+
+
+def probe(data: bytes, name: str = "<bytes>") -> ImageInfo:
+    """Read the header of an encoded image; raise :class:`InvalidImageError` when refused."""
+    im = _open(data, name)
+    orientation = _orientation(im)
+    w, h = im.size
+    dw, dh = (h, w) if orientation in _SWAPS_AXES else (w, h)
+    return ImageInfo(
+        width=dw,
+        height=dh,
+        raw_width=w,
+        raw_height=h,
+        channels=_channels(im),
+        mode=im.mode,
+        format=(im.format or "").lower(),
+        orientation=orientation,
+    )
+
+
+def probe_file(path: Path) -> ImageInfo:
+    """:func:`probe` on a file's bytes."""
+    return probe(Path(path).read_bytes(), str(path))
+
+
+def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB") -> Image.Image:
+    """Fully decode an image, apply its EXIF orientation and convert it to ``mode``.
+
+    Raises :class:`InvalidImageError` on truncated or corrupt data.
+    """
+    im = _open(data, name)
+    try:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        return im.convert(mode) if mode and im.mode != mode else im
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImageError(f"{name}: cannot decode image ({exc})") from None
