@@ -1,0 +1,328 @@
+"""The ``winnow`` command line: nouns and verbs over the services, nothing more.
+
+Every command takes ``--json`` and then prints one JSON document on stdout (the field names are
+documented in docs/cli.md and stable). Errors go to stderr as one line, ``error: ...``, with exit
+status 1 (with ``--json``, ``{"error": ...}`` is printed on stdout too). Long work shows a
+progress bar on stderr when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from winnow.config import DEFAULT_WORKSPACE
+from winnow.errors import WinnowError
+
+app = typer.Typer(
+    name="winnow",
+    help="winnow: a self-hosted, data-centric platform for computer vision datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+project_app = typer.Typer(help="Create, list and inspect projects.", no_args_is_help=True)
+app.add_typer(project_app, name="project")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
+
+
+def _store():
+    from winnow.store.db import Store
+
+    return Store.open()
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+@contextmanager
+def _errors(as_json: bool) -> Iterator[None]:
+    try:
+        yield
+    except WinnowError as exc:
+        if as_json:
+            _emit_json({"error": str(exc), "type": type(exc).__name__})
+        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _progress(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+# ----------------------------------------------------------------------------------- projects
+
+
+@project_app.command("create")
+def project_create(
+    name: str,
+    task: Annotated[str, typer.Option("--task", "-t", help="classify, detect or segment")] = "detect",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a project."""
+    from winnow.services.projects import create_project
+
+    with _errors(as_json):
+        summary = create_project(_store(), name, task, workspace)
+    if as_json:
+        _emit_json(summary.as_dict())
+    else:
+        out.print(f"created project [bold]{summary.name}[/bold] ({summary.task}) in workspace {summary.workspace}")
+
+
+@project_app.command("list")
+def project_list(
+    workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Only this workspace.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List projects with their image and annotation counts."""
+    from winnow.services.projects import list_projects
+
+    with _errors(as_json):
+        projects = list_projects(_store(), workspace)
+    if as_json:
+        _emit_json({"projects": [p.as_dict() for p in projects]})
+        return
+    table = Table("workspace", "project", "task", "images", "annotations", "classes")
+    for p in projects:
+        table.add_row(p.workspace, p.name, p.task, str(p.images), str(p.annotations), str(len(p.classes)))
+    out.print(table)
+
+
+@project_app.command("show")
+def project_show(name: str, workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt = False) -> None:
+    """Counts, splits, tags and class balance of a project."""
+    from winnow.services.projects import show_project
+
+    with _errors(as_json):
+        s = show_project(_store(), name, workspace)
+    if as_json:
+        _emit_json(s.as_dict())
+        return
+    out.print(f"[bold]{s.name}[/bold]  task={s.task}  workspace={s.workspace}")
+    out.print(f"images {s.images}  annotations {s.annotations}  unlabeled images {s.unlabeled_images}")
+    if s.splits:
+        out.print("splits  " + "  ".join(f"{k} {v}" for k, v in sorted(s.splits.items())))
+    if s.tags:
+        out.print("tags    " + "  ".join(f"{k} {v}" for k, v in s.tags.items()))
+    table = Table("class", "annotations", "images", "share", "")
+    total = max(s.annotations, 1)
+    peak = max(s.class_counts.values(), default=0) or 1
+    for c in s.classes:
+        n = s.class_counts[c]
+        table.add_row(c, str(n), str(s.class_images[c]), f"{100 * n / total:.1f}%", "█" * round(30 * n / peak))
+    out.print(table)
+
+
+@project_app.command("delete")
+def project_delete(
+    name: str,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a project with its images and annotations (stored bytes stay until `verify --gc`)."""
+    from winnow.services.projects import delete_project
+
+    if not yes and not as_json:
+        typer.confirm(f"delete project {name!r} and all its labels?", abort=True)
+    with _errors(as_json):
+        delete_project(_store(), name, workspace)
+    if as_json:
+        _emit_json({"deleted": name, "workspace": workspace})
+    else:
+        out.print(f"deleted project {name}")
+
+
+# ------------------------------------------------------------------------------ import/export
+
+
+@app.command("import")
+def import_cmd(
+    project: str,
+    path: Path,
+    format: Annotated[str | None, typer.Option("--format", "-f", help="Dataset format; detected when omitted.")] = None,
+    split: Annotated[str | None, typer.Option("--split", "-s", help="Put every image in this split.")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag every imported image (repeatable).")] = None,
+    clip: Annotated[bool, typer.Option("--clip", help="Clip boxes to the image instead of flagging them.")] = False,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a dataset folder, file or archive (.zip/.tar) into a project, atomically."""
+    from winnow.services.ingest import import_dataset
+
+    with _errors(as_json), _progress("importing", not as_json) as progress:
+        report = import_dataset(
+            _store(), project, path, workspace=workspace, format=format, split=split,
+            tags=tag or (), clip=clip, progress=progress,
+        )
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    out.print(
+        f"imported [bold]{report.images_added}[/bold] images and [bold]{report.annotations_added}[/bold] "
+        f"annotations from {report.source} ({report.format}) in {report.seconds:.1f}s"
+    )
+    if report.classes_added:
+        out.print("new classes: " + ", ".join(report.classes_added))
+    if report.boxes_clipped:
+        out.print(f"clipped {report.boxes_clipped} boxes to their image")
+    if report.duplicates:
+        out.print(f"[yellow]{len(report.duplicates)} duplicate images[/yellow] (same bytes, kept as separate records):")
+        for d in report.duplicates[:10]:
+            out.print(f"  {d['name']} = {d['duplicate_of']} ({'already in project' if d['where'] == 'project' else 'in this import'})")
+    skipped = report.errors
+    if report.images_skipped or report.annotations_skipped:
+        out.print(
+            f"[yellow]skipped {report.images_skipped} images and {report.annotations_skipped} annotations[/yellow]:"
+        )
+    for p in skipped[:20]:
+        out.print(f"  {p}")
+    if len(skipped) > 20:
+        out.print(f"  ... and {len(skipped) - 20} more (use --json for all)")
+    if report.warnings:
+        out.print(f"{len(report.warnings)} warnings" + (":" if len(report.warnings) <= 10 else " (first 10):"))
+        for p in report.warnings[:10]:
+            out.print(f"  {p}")
+
+
+@app.command("export")
+def export_cmd(
+    project: str,
+    dest: Path,
+    format: Annotated[str, typer.Option("--format", "-f", help="Format to write.")],
+    split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split.")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a project to DEST (a new or empty folder) in a format."""
+    from winnow.services.datasets import export_project
+
+    with _errors(as_json), _progress("exporting", not as_json) as progress:
+        report = export_project(_store(), project, dest, format, workspace=workspace, split=split, progress=progress)
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        out.print(f"exported {report.images} images and {report.annotations} annotations to {report.dest} ({report.format})")
+
+
+@app.command("images")
+def images_cmd(
+    project: str,
+    class_name: Annotated[str | None, typer.Option("--class", "-c", help="Only images with this class.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only images with this tag.")] = None,
+    split: Annotated[str | None, typer.Option("--split", "-s", help="train, valid, test or unassigned.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many.")] = None,
+    offset: Annotated[int, typer.Option("--offset", help="Skip this many first.")] = 0,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a project's images, filtered by class, tag and split."""
+    from winnow.services.datasets import list_images
+
+    with _errors(as_json):
+        rows = list_images(
+            _store(), project, workspace=workspace, class_name=class_name, tag=tag, split=split,
+            limit=limit, offset=offset,
+        )
+    if as_json:
+        _emit_json({"images": [r.as_dict() for r in rows], "count": len(rows)})
+        return
+    table = Table("name", "size", "split", "annotations", "classes", "tags")
+    for r in rows:
+        table.add_row(r.name, f"{r.width}x{r.height}", r.split or "-", str(r.annotations), ", ".join(r.classes), ", ".join(r.tags))
+    out.print(table)
+    out.print(f"{len(rows)} images")
+
+
+@app.command("formats")
+def formats_cmd(as_json: JsonOpt = False) -> None:
+    """List the dataset formats winnow reads and writes."""
+    from winnow.formats import available, get_format
+
+    rows = [{"name": n, "tasks": sorted(t.value for t in get_format(n).tasks), "description": get_format(n).description} for n in available()]
+    if as_json:
+        _emit_json({"formats": rows})
+        return
+    table = Table("format", "tasks", "description")
+    for r in rows:
+        table.add_row(r["name"], ", ".join(r["tasks"]), r["description"])
+    out.print(table)
+
+
+@app.command("verify")
+def verify_cmd(
+    gc: Annotated[bool, typer.Option("--gc", help="Also delete blobs that no record references.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every stored blob: missing, corrupted (hash mismatch) or unreferenced."""
+    from winnow.services.maintenance import verify
+
+    with _errors(as_json), _progress("verifying", not as_json) as progress:
+        report = verify(_store(), gc=gc, progress=progress)
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        out.print(
+            f"checked {report.checked} blobs: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
+            f"{len(report.unreferenced)} unreferenced" + (f" ({report.removed} removed)" if gc else "")
+        )
+        for sha in report.missing + report.corrupt:
+            out.print(f"  {sha}: " + ("missing" if sha in report.missing else "corrupt (moved to quarantine)"))
+    if report.missing or report.corrupt:
+        raise typer.Exit(1)
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's files.")] = Path("demo-out"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the main job on the built-in synthetic dataset and print a summary."""
+    from winnow.services.demo import run_demo
+
+    with _errors(as_json):
+        summary = run_demo(_store(), out_dir, echo=None if as_json else out.print)
+    if as_json:
+        _emit_json(summary)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

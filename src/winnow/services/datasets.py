@@ -1,0 +1,252 @@
+"""Reading a project back out of the store: as a :class:`Dataset`, as filtered image lists, and
+as files in any format (export)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from winnow.config import DEFAULT_WORKSPACE
+from winnow.core.types import SPLITS, Annotation, Dataset, ImageRecord, Source, Task
+from winnow.errors import ConflictError, InvalidInputError
+from winnow.formats import get_format
+from winnow.services.projects import class_names, get_project
+from winnow.store import models as m
+from winnow.store.db import Store
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _image_query(
+    project_id: int,
+    *,
+    class_name: str | None = None,
+    tag: str | None = None,
+    split: str | None = None,
+) -> Select:
+    q = select(m.Image).where(m.Image.project_id == project_id)
+    if split is not None:
+        if split == "unassigned":
+            q = q.where(m.Image.split.is_(None))
+        elif split not in SPLITS:
+            raise InvalidInputError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}, unassigned")
+        else:
+            q = q.where(m.Image.split == split)
+    if tag is not None:
+        q = q.where(m.Image.id.in_(select(m.ImageTag.image_id).where(m.ImageTag.tag == tag)))
+    if class_name is not None:
+        q = q.where(
+            m.Image.id.in_(
+                select(m.Annotation.image_id)
+                .join(m.ProjectClass)
+                .where(m.ProjectClass.project_id == project_id, m.ProjectClass.name == class_name)
+            )
+        )
+    return q.order_by(m.Image.name)
+
+
+def _annotation_from_row(row: m.Annotation, label: str) -> Annotation:
+    box = None if row.x1 is None else (row.x1, row.y1, row.x2, row.y2)
+    return Annotation(
+        label=label,
+        bbox=box,
+        polygon=row.polygon,
+        rle=row.rle,
+        iscrowd=bool(row.iscrowd),
+        score=row.score,
+        source=Source(row.source),
+        attributes=dict(row.attributes or {}),
+        external_id=row.external_id,
+    )
+
+
+def _records(session: Session, store: Store, images: list[m.Image]) -> list[ImageRecord]:
+    """Build records (annotations, tags, metadata) for ``images``, batched by id."""
+    by_id = {im.id: ImageRecord(
+        name=im.name,
+        width=im.width,
+        height=im.height,
+        split=im.split,
+        sha256=im.sha256,
+        file=store.blobs.path(im.sha256),
+        external_id=im.external_id,
+        declared_width=im.declared_width,
+        declared_height=im.declared_height,
+    ) for im in images}
+    ids = list(by_id)
+    anns: dict[int, list[Annotation]] = defaultdict(list)
+    for i in range(0, len(ids), 900):
+        chunk = ids[i : i + 900]
+        for row, label in session.execute(
+            select(m.Annotation, m.ProjectClass.name)
+            .join(m.ProjectClass)
+            .where(m.Annotation.image_id.in_(chunk))
+            .order_by(m.Annotation.image_id, m.Annotation.id)
+        ):
+            anns[row.image_id].append(_annotation_from_row(row, label))
+        for image_id, tag in session.execute(
+            select(m.ImageTag.image_id, m.ImageTag.tag).where(m.ImageTag.image_id.in_(chunk)).order_by(m.ImageTag.tag)
+        ):
+            by_id[image_id].tags.append(tag)
+        for image_id, key, value in session.execute(
+            select(m.ImageMetadata.image_id, m.ImageMetadata.key, m.ImageMetadata.value).where(
+                m.ImageMetadata.image_id.in_(chunk)
+            )
+        ):
+            by_id[image_id].metadata[key] = value
+    for image_id, rec in by_id.items():
+        rec.annotations = anns.get(image_id, [])
+    return list(by_id.values())
+
+
+def load_dataset(
+    store: Store,
+    project_name: str,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
+    split: str | None = None,
+) -> Dataset:
+    """The project (or one split of it) as a :class:`Dataset` whose records point at blobs."""
+    with store.read() as session:
+        project = get_project(session, project_name, workspace)
+        images = list(session.scalars(_image_query(project.id, split=split)))
+        return Dataset(
+            classes=class_names(session, project.id),
+            images=_records(session, store, images),
+            task=Task(project.task),
+            info={"project": project.name, "workspace": workspace},
+        )
+
+
+@dataclass
+class ImageRow:
+    """One line of ``winnow images``. Field names are part of the ``--json`` contract."""
+
+    name: str
+    sha256: str
+    width: int
+    height: int
+    split: str | None
+    annotations: int
+    classes: list[str]
+    tags: list[str]
+    metadata: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_images(
+    store: Store,
+    project_name: str,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
+    class_name: str | None = None,
+    tag: str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[ImageRow]:
+    """Images of a project, filtered by class, tag and split, ordered by name, paginated."""
+    with store.read() as session:
+        project = get_project(session, project_name, workspace)
+        q = _image_query(project.id, class_name=class_name, tag=tag, split=split).offset(offset)
+        if limit is not None:
+            q = q.limit(limit)
+        images = list(session.scalars(q))
+        rows = []
+        for rec in _records(session, store, images):
+            rows.append(
+                ImageRow(
+                    name=rec.name,
+                    sha256=rec.sha256,
+                    width=rec.width,
+                    height=rec.height,
+                    split=rec.split,
+                    annotations=len(rec.annotations),
+                    classes=sorted({a.label for a in rec.annotations}),
+                    tags=rec.tags,
+                    metadata=rec.metadata,
+                )
+            )
+        return rows
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote. Field names are part of the ``--json`` contract."""
+
+    project: str
+    format: str
+    dest: str
+    images: int
+    annotations: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def export_project(
+    store: Store,
+    project_name: str,
+    dest: Path | str,
+    format: str,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
+    split: str | None = None,
+    progress: ProgressFn | None = None,
+) -> ExportReport:
+    """Write the project to ``dest`` (a new or empty folder) in ``format``.
+
+    The files are written to a temporary folder beside ``dest`` and renamed into place, so
+    ``dest`` holds either a whole export or nothing.
+    """
+    started = time.perf_counter()
+    fmt = get_format(format)
+    dest = Path(dest).resolve()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConflictError(f"{dest}: export destination exists and is not an empty folder")
+    dataset = load_dataset(store, project_name, workspace=workspace, split=split)
+    if dataset.task not in fmt.tasks:
+        raise InvalidInputError(
+            f"format {fmt.name!r} cannot hold {dataset.task.value} labels (it holds: {', '.join(sorted(t.value for t in fmt.tasks))})"
+        )
+    total = len(dataset.images)
+    done = 0
+
+    def copy_blob(record: ImageRecord, path: Path) -> None:
+        nonlocal done
+        shutil.copyfile(store.blobs.path(record.sha256), path)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        fmt.write(dataset, staging, copy_blob)
+        if dest.exists():
+            dest.rmdir()
+        os.replace(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportReport(
+        project=project_name,
+        format=fmt.name,
+        dest=str(dest),
+        images=total,
+        annotations=dataset.annotation_count,
+        seconds=round(time.perf_counter() - started, 3),
+    )

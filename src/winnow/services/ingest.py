@@ -1,0 +1,368 @@
+"""Importing a dataset into a project, as one transaction.
+
+``import_dataset`` reads a folder, a file or an archive in any registered format, checks every
+image (magic bytes, header, bomb limits) and every annotation (:mod:`winnow.core.validate`),
+stores new bytes in the blob store and then writes every row in **one** database transaction.
+A failure or a ``kill -9`` at any point leaves the project exactly as it was: the only trace can
+be blobs that no record references, which ``winnow verify`` reports and ``winnow gc`` removes.
+
+Records are never dropped silently: two files with the same bytes under different names stay two
+records and are reported as duplicates; a record whose name is already in the project is skipped
+with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from winnow import archive, media
+from winnow.config import DEFAULT_WORKSPACE
+from winnow.core.types import SPLITS, Dataset, ImageRecord, Problem, Problems, Task
+from winnow.core.validate import validate_image
+from winnow.errors import InvalidInputError, NotFoundError
+from winnow.formats import detect_format, get_format
+from winnow.services.projects import class_names, get_project
+from winnow.store import models as m
+from winnow.store.blobs import sha256_bytes
+from winnow.store.db import Store
+from winnow.store.sql import insert_ignore
+
+#: ``progress(done, total)`` - called as images are processed.
+ProgressFn = Callable[[int, int], None]
+
+MAX_TAG_LENGTH = 200
+
+
+@dataclass
+class ImportReport:
+    """What an import did. Field names are part of the ``--json`` contract (docs/cli.md)."""
+
+    project: str
+    source: str
+    format: str
+    images_added: int = 0
+    annotations_added: int = 0
+    images_skipped: int = 0
+    annotations_skipped: int = 0
+    boxes_clipped: int = 0
+    classes_added: list[str] = field(default_factory=list)
+    duplicates: list[dict[str, str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    seconds: float = 0.0
+    import_id: int | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "warning"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "source": self.source,
+            "format": self.format,
+            "import_id": self.import_id,
+            "images_added": self.images_added,
+            "annotations_added": self.annotations_added,
+            "images_skipped": self.images_skipped,
+            "annotations_skipped": self.annotations_skipped,
+            "boxes_clipped": self.boxes_clipped,
+            "classes_added": self.classes_added,
+            "duplicates": self.duplicates,
+            "problems": [p.as_dict() for p in self.problems],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Prepared:
+    record: ImageRecord
+    sha: str
+    info: media.ImageInfo
+    size: int
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    out = []
+    for tag in tags:
+        tag = unicodedata.normalize("NFC", str(tag)).strip()
+        if not tag or len(tag) > MAX_TAG_LENGTH:
+            raise InvalidInputError(f"tag must be 1-{MAX_TAG_LENGTH} characters: {tag[:40]!r}")
+        out.append(tag)
+    return out
+
+
+def _read_dataset(path: Path, fmt_name: str | None, problems: Problems) -> tuple[Dataset, str]:
+    fmt = get_format(fmt_name) if fmt_name else detect_format(path)
+    return fmt.read(path, problems), fmt.name
+
+
+def _prepare(
+    dataset: Dataset,
+    store: Store,
+    existing: dict[str, str],
+    report: ImportReport,
+    problems: Problems,
+    progress: ProgressFn | None,
+) -> list[_Prepared]:
+    """Hash, probe and store the bytes of every record; skip the ones that cannot be imported."""
+    prepared: list[_Prepared] = []
+    seen_names: dict[str, str] = {}
+    first_of_sha: dict[str, str] = {}
+    total = len(dataset.images)
+    for n, record in enumerate(dataset.images, 1):
+        if progress is not None:
+            progress(n, total)
+        name = unicodedata.normalize("NFC", record.name)
+        record.name = name
+        if name in seen_names:
+            problems.error(record.file or name, "another record in this import has the same name", record=name)
+            continue
+        try:
+            data = Path(record.file).read_bytes()
+        except (OSError, TypeError) as exc:
+            problems.error(record.file or name, f"cannot read image file ({getattr(exc, 'strerror', exc)})", record=name)
+            continue
+        sha = sha256_bytes(data)
+        if name in existing:
+            if existing[name] == sha:
+                problems.warning(record.file, "already in the project with the same bytes; skipped", record=name)
+            else:
+                problems.error(record.file, "a different image with this name is already in the project", record=name)
+            continue
+        try:
+            info = media.probe(data, str(record.file))
+        except media.InvalidImageError as exc:
+            problems.error(record.file, str(exc).split(": ", 1)[-1], record=name)
+            continue
+        seen_names[name] = sha
+        if sha in first_of_sha:
+            report.duplicates.append({"name": name, "duplicate_of": first_of_sha[sha], "where": "import"})
+        else:
+            first_of_sha[sha] = name
+        store.blobs.put(data, sha, durable=False)
+        prepared.append(_Prepared(record, sha, info, len(data)))
+    return prepared
+
+
+def _stored_duplicates(session: Session, project_id: int, prepared: list[_Prepared]) -> list[dict[str, str]]:
+    shas = sorted({p.sha for p in prepared})
+    found: dict[str, str] = {}
+    for i in range(0, len(shas), 500):
+        chunk = shas[i : i + 500]
+        for sha, name in session.execute(
+            select(m.Image.sha256, m.Image.name).where(m.Image.project_id == project_id, m.Image.sha256.in_(chunk))
+        ):
+            found.setdefault(sha, name)
+    return [{"name": p.record.name, "duplicate_of": found[p.sha], "where": "project"} for p in prepared if p.sha in found]
+
+
+def _insert_rows(
+    session: Session,
+    project: m.Project,
+    dataset: Dataset,
+    prepared: list[_Prepared],
+    report: ImportReport,
+    problems: Problems,
+    *,
+    split: str | None,
+    tags: list[str],
+    clip: bool,
+    started: float,
+) -> None:
+    run = m.ImportRun(
+        project_id=project.id,
+        source=report.source,
+        format=report.format,
+        started_at=m.utcnow(),
+        report={},
+    )
+    session.add(run)
+    session.flush()
+    report.import_id = run.id
+
+    # classes: the project's order first, then the dataset's new ones in the dataset's order
+    known = class_names(session, project.id)
+    dataset.ensure_classes()
+    new = [c for c in dataset.classes if c not in set(known)]
+    if new:
+        session.execute(
+            insert(m.ProjectClass),
+            [{"project_id": project.id, "name": c, "position": len(known) + i} for i, c in enumerate(new)],
+        )
+    report.classes_added = new
+    class_id = dict(
+        session.execute(select(m.ProjectClass.name, m.ProjectClass.id).where(m.ProjectClass.project_id == project.id)).all()
+    )
+
+    blob_rows = {
+        p.sha: {
+            "sha256": p.sha,
+            "size": p.size,
+            "format": p.info.format,
+            "raw_width": p.info.raw_width,
+            "raw_height": p.info.raw_height,
+            "orientation": p.info.orientation,
+            "channels": p.info.channels,
+            "mode": p.info.mode,
+            "created_at": m.utcnow(),
+        }
+        for p in prepared
+    }
+    if blob_rows:
+        session.execute(insert_ignore(session, m.Blob), list(blob_rows.values()))
+
+    now = m.utcnow()
+    image_rows = []
+    for p in prepared:
+        rec = p.record
+        rec_split = split or rec.split
+        image_rows.append(
+            {
+                "project_id": project.id,
+                "sha256": p.sha,
+                "name": rec.name,
+                "split": rec_split,
+                "width": p.info.width,
+                "height": p.info.height,
+                "declared_width": rec.declared_width,
+                "declared_height": rec.declared_height,
+                "external_id": None if rec.external_id is None else str(rec.external_id),
+                "import_id": run.id,
+                "created_at": now,
+            }
+        )
+    ids: list[int] = []
+    if image_rows:
+        result = session.execute(
+            insert(m.Image).returning(m.Image.id, sort_by_parameter_order=True), image_rows
+        )
+        ids = [row[0] for row in result]
+
+    ann_rows: list[dict[str, Any]] = []
+    tag_rows: list[dict[str, Any]] = []
+    meta_rows: list[dict[str, Any]] = []
+    for image_id, p in zip(ids, prepared, strict=True):
+        rec = p.record
+        verdict = validate_image(rec, p.info.width, p.info.height, clip=clip)
+        for _, reason in verdict.rejected:
+            problems.error(rec.file, reason, record=rec.name)
+        for _, reason in verdict.warnings:
+            problems.warning(rec.file, reason, record=rec.name)
+        report.annotations_skipped += len(verdict.rejected)
+        report.boxes_clipped += verdict.clipped
+        for ann in verdict.kept:
+            box = ann.bbox
+            ann_rows.append(
+                {
+                    "image_id": image_id,
+                    "class_id": class_id[ann.label],
+                    "x1": box[0] if box else None,
+                    "y1": box[1] if box else None,
+                    "x2": box[2] if box else None,
+                    "y2": box[3] if box else None,
+                    "polygon": ann.polygon,
+                    "rle": ann.rle,
+                    "iscrowd": bool(ann.iscrowd),
+                    "score": ann.score,
+                    "source": ann.source.value if hasattr(ann.source, "value") else str(ann.source),
+                    "attributes": ann.attributes or None,
+                    "external_id": None if ann.external_id is None else str(ann.external_id),
+                    "created_at": now,
+                }
+            )
+        for tag in dict.fromkeys(_clean_tags(list(rec.tags) + tags)):
+            tag_rows.append({"image_id": image_id, "tag": tag})
+        for key, value in rec.metadata.items():
+            meta_rows.append({"image_id": image_id, "key": str(key)[:200], "value": value})
+    if ann_rows:
+        session.execute(insert(m.Annotation), ann_rows)
+    if tag_rows:
+        session.execute(insert(m.ImageTag), tag_rows)
+    if meta_rows:
+        session.execute(insert(m.ImageMetadata), meta_rows)
+
+    report.images_added = len(ids)
+    report.annotations_added = len(ann_rows)
+    report.problems = list(problems)
+    report.images_skipped = len(dataset.images) - len(ids)
+    report.seconds = time.perf_counter() - started
+    run.report = report.as_dict()
+    run.finished_at = m.utcnow()
+    project.updated_at = m.utcnow()
+
+
+def import_dataset(
+    store: Store,
+    project_name: str,
+    path: Path | str,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
+    format: str | None = None,
+    split: str | None = None,
+    tags: Iterable[str] = (),
+    clip: bool = False,
+    progress: ProgressFn | None = None,
+) -> ImportReport:
+    """Import the dataset at ``path`` (folder, file or archive) into ``project_name``.
+
+    Args:
+        format: a registered format name; detected from the files when ``None``.
+        split: put every imported image in this split (``train``/``valid``/``test``), overriding
+            the split the dataset's layout gives.
+        tags: tags added to every imported image.
+        clip: clip boxes that leave the image instead of keeping them and warning.
+        progress: called with ``(done, total)`` while images are processed.
+
+    Returns the :class:`ImportReport`; raises :class:`~winnow.errors.WinnowError` (and changes
+    nothing) when the dataset as a whole cannot be read.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or folder")
+    if split is not None and split not in SPLITS:
+        raise InvalidInputError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+    tags = _clean_tags(tags)
+    with store.read() as session:
+        project = get_project(session, project_name, workspace)
+        existing = dict(session.execute(select(m.Image.name, m.Image.sha256).where(m.Image.project_id == project.id)).all())
+        project_task = Task(project.task)
+
+    scratch: Path | None = None
+    try:
+        root = path
+        if path.is_file() and archive.is_archive(path):
+            scratch = Path(tempfile.mkdtemp(prefix="import-", dir=store.tmp))
+            root = archive.extract(path, scratch / "x")
+        problems = Problems()
+        dataset, fmt_name = _read_dataset(root, format, problems)
+        report = ImportReport(project=project_name, source=str(path), format=fmt_name)
+        if dataset.images and dataset.infer_task() is not project_task and project_task is not Task.CLASSIFY:
+            problems.warning(path, f"the dataset looks like {dataset.infer_task().value} data; the project's task is {project_task.value}")
+        prepared = _prepare(dataset, store, existing, report, problems, progress)
+        store.blobs.sync()  # blobs are durable before any row points at them
+        with store.write() as session:
+            project = get_project(session, project_name, workspace)
+            report.duplicates += _stored_duplicates(session, project.id, prepared)
+            _insert_rows(
+                session, project, dataset, prepared, report, problems,
+                split=split, tags=tags, clip=clip, started=started,
+            )
+        return report
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
