@@ -158,6 +158,33 @@ def _prepare(
     return prepared
 
 
+def _drop_names_taken_meanwhile(
+    session: Session, project_id: int, prepared: list[_Prepared], problems: Problems
+) -> list[_Prepared]:
+    """Skip records whose name another writer stored after our snapshot (concurrent imports)."""
+    names = [p.record.name for p in prepared]
+    taken: dict[str, str] = {}
+    for i in range(0, len(names), 500):
+        taken.update(
+            session.execute(
+                select(m.Image.name, m.Image.sha256).where(
+                    m.Image.project_id == project_id, m.Image.name.in_(names[i : i + 500])
+                )
+            ).all()
+        )
+    if not taken:
+        return prepared
+    kept = []
+    for p in prepared:
+        if p.record.name not in taken:
+            kept.append(p)
+        elif taken[p.record.name] == p.sha:
+            problems.warning(p.record.file, "already in the project with the same bytes; skipped", record=p.record.name)
+        else:
+            problems.error(p.record.file, "a different image with this name is already in the project", record=p.record.name)
+    return kept
+
+
 def _stored_duplicates(session: Session, project_id: int, prepared: list[_Prepared]) -> list[dict[str, str]]:
     shas = sorted({p.sha for p in prepared})
     found: dict[str, str] = {}
@@ -357,6 +384,7 @@ def import_dataset(
         store.blobs.sync()  # blobs are durable before any row points at them
         with store.write() as session:
             project = get_project(session, project_name, workspace)
+            prepared = _drop_names_taken_meanwhile(session, project.id, prepared, problems)
             report.duplicates += _stored_duplicates(session, project.id, prepared)
             _insert_rows(
                 session, project, dataset, prepared, report, problems,
