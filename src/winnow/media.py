@@ -153,6 +153,10 @@ def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB") -> Image.Image
     try:
         im.load()
         im = ImageOps.exif_transpose(im)
+        if im.mode.startswith("I;16") and mode and not mode.startswith(("I", "F")):
+            # Pillow clips 16-bit values to 0..255 when converting to an 8-bit mode, which turns
+            # nearly every 16-bit image white; scale 0..65535 down to 0..255 instead.
+            im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
         return im.convert(mode) if mode and im.mode != mode else im
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"{name}: cannot decode image ({exc})") from None

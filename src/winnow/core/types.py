@@ -25,6 +25,10 @@ import numpy as np
 
 SPLITS = ("train", "valid", "test")
 
+#: Tag of an image whose labels are unknown (e.g. a YOLO image with no label file), as opposed to
+#: an image labelled as having no objects.
+UNLABELED_TAG = "unlabeled"
+
 
 class Task(str, enum.Enum):
     """What a project's labels describe."""
