@@ -325,7 +325,9 @@ def _insert_rows(
     report.images_added = len(ids)
     report.annotations_added = len(ann_rows)
     report.problems = list(problems)
-    report.images_skipped = len(dataset.images) - len(ids)
+    # records the reader already dropped (unreadable image, bad annotation file) count too
+    dropped_by_reader = {p.record for p in problems.errors if p.record} - {r.name for r in dataset.images}
+    report.images_skipped = len(dataset.images) - len(ids) + len(dropped_by_reader)
     report.seconds = time.perf_counter() - started
     run.report = report.as_dict()
     run.finished_at = m.utcnow()
