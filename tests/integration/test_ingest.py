@@ -132,6 +132,22 @@ def test_bad_images_are_skipped_with_reasons_and_the_rest_imported(store, tmp_pa
     assert "decompression bomb" in messages[names[2]]
 
 
+def test_image_paths_leaving_the_dataset_folder_are_refused(store, tmp_path):
+    src, _ = write_coco(tmp_path, 2)
+    secret = tmp_path / "secret.png"
+    shutil.copyfile(next((src / "images").iterdir()), secret)
+    (src / "images" / "link.png").symlink_to(secret)
+    doc = json.loads((src / "annotations.json").read_text())
+    doc["images"].append(dict(doc["images"][0], id=50, file_name="../secret.png"))
+    doc["images"].append(dict(doc["images"][0], id=51, file_name="images/link.png"))
+    (src / "annotations.json").write_text(json.dumps(doc))
+    create_project(store, "p", "detect")
+    report = import_dataset(store, "p", src)
+    assert report.images_added == 2
+    assert sorted(r.name for r in list_images(store, "p")) == sorted(im["file_name"] for im in doc["images"][:2])
+    assert report.images_skipped == 2
+
+
 def test_missing_project_and_missing_path_change_nothing(store, tmp_path):
     src, _ = write_coco(tmp_path, 2)
     before = snapshot(store)

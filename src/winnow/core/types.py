@@ -25,6 +25,10 @@ import numpy as np
 
 SPLITS = ("train", "valid", "test")
 
+#: Folder names and file keys that name a split on disk (Roboflow, Ultralytics, VOC), and
+#: winnow's split for each.
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
+
 #: Tag of an image whose labels are unknown (e.g. a YOLO image with no label file), as opposed to
 #: an image labelled as having no objects.
 UNLABELED_TAG = "unlabeled"
@@ -134,14 +138,24 @@ class Dataset:
     task: Task | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def ensure_classes(self) -> None:
-        """Append any label used by an annotation that is not in ``classes`` (stable order)."""
-        known = set(self.classes)
+    def class_order(self, kinds: frozenset[str] | None = None) -> list[str]:
+        """``classes`` (duplicates dropped), then labels used but not declared, in first-use order.
+
+        ``kinds`` limits the undeclared labels considered to annotations of those kinds
+        (``label``, ``box``, ``polygon``, ``mask``).
+        """
+        names = list(dict.fromkeys(self.classes))
+        known = set(names)
         for image in self.images:
             for ann in image.annotations:
-                if ann.label not in known:
+                if ann.label not in known and (kinds is None or ann.kind in kinds):
                     known.add(ann.label)
-                    self.classes.append(ann.label)
+                    names.append(ann.label)
+        return names
+
+    def ensure_classes(self) -> None:
+        """Append any label used by an annotation that is not in ``classes`` (stable order)."""
+        self.classes = self.class_order()
 
     def infer_task(self) -> Task:
         """The task the annotations imply when the format did not say."""

@@ -30,13 +30,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from winnow.core.geometry import polygon_bbox
-from winnow.core.types import UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Task
+from winnow.core.types import SPLIT_ALIASES, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Task
 from winnow.errors import FormatError
-from winnow.formats.base import IMAGE_EXTENSIONS, find_images, relname, safe_join
+from winnow.formats.base import IMAGE_EXTENSIONS, find_images, is_inside, relname, safe_join
 from winnow.media import InvalidImageError, probe_file
 
 #: Folder names that mean a split, mapped to winnow's split names.
-SPLIT_FOLDERS: dict[str, str] = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
 
 #: How many names a warning about many images lists before ``...``.
 MAX_LISTED = 5
@@ -106,14 +105,6 @@ def peek(path: Path, size: int = PEEK_BYTES) -> str:
     return head.decode("utf-8", errors="replace").lstrip("\ufeff")
 
 
-def is_inside(path: Path, root: Path) -> bool:
-    """True when ``path`` (symlinks resolved) lies inside ``root`` (symlinks resolved)."""
-    try:
-        return Path(path).resolve().is_relative_to(Path(root).resolve())
-    except OSError:
-        return False
-
-
 def walk_files(root: Path, suffixes: tuple[str, ...], max_depth: int | None = None) -> Iterator[Path]:
     """Regular files under ``root`` whose name ends with one of ``suffixes`` (case-insensitive).
 
@@ -161,7 +152,7 @@ def import_root(path: Path) -> Path:
     if path.is_dir():
         return path
     parent = path.parent
-    return parent.parent if parent.name.lower() in SPLIT_FOLDERS else parent
+    return parent.parent if parent.name.lower() in SPLIT_ALIASES else parent
 
 
 def resolve_inside(root: Path, base: Path, ref: str) -> Path | None:
@@ -246,8 +237,8 @@ def split_base(annotation_dir: Path, root: Path) -> tuple[Path, str | None]:
         rel = Path(annotation_dir).relative_to(root)
     except ValueError:
         return Path(root), None
-    if rel.parts and rel.parts[0].lower() in SPLIT_FOLDERS:
-        return Path(root, rel.parts[0]), SPLIT_FOLDERS[rel.parts[0].lower()]
+    if rel.parts and rel.parts[0].lower() in SPLIT_ALIASES:
+        return Path(root, rel.parts[0]), SPLIT_ALIASES[rel.parts[0].lower()]
     return Path(root), None
 
 

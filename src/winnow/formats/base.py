@@ -146,8 +146,21 @@ def copy_from_file(record: ImageRecord, path: Path) -> None:
     shutil.copyfile(record.file, path)
 
 
+def is_inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (symlinks resolved) lies inside ``root`` (symlinks resolved)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except OSError:
+        return False
+
+
 def find_images(root: Path) -> Iterable[Path]:
-    """Every image file under ``root`` (by extension, case-insensitive), sorted, no symlinks out."""
+    """Every image file under ``root`` (by extension, case-insensitive), sorted.
+
+    Hidden files and folders are skipped and folder symlinks are not followed. File symlinks
+    are returned as they are: a reader refuses the ones that point outside the dataset
+    (:func:`is_inside`) with a problem naming them, rather than dropping them silently.
+    """
     root = Path(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()

@@ -19,13 +19,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from winnow.core.types import SPLITS, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Task
+from winnow.core.types import SPLIT_ALIASES, SPLITS, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Task
 from winnow.errors import FormatError, InvalidInputError, UnsafeInputError
-from winnow.formats.base import IMAGE_EXTENSIONS, Format, ImageWriter, find_images, register, relname, safe_relpath, write_image
+from winnow.formats.base import (
+    IMAGE_EXTENSIONS,
+    Format,
+    ImageWriter,
+    find_images,
+    is_inside,
+    register,
+    relname,
+    safe_relpath,
+    write_image,
+)
 from winnow.media import InvalidImageError, probe_file
 
 #: Folder names that mean a split, and winnow's split for each.
-SPLIT_FOLDERS = {"train": "train", "valid": "valid", "val": "valid", "test": "test"}
 
 #: Files whose presence means the folder holds a richer format than bare class folders.
 ANNOTATION_EXTENSIONS = frozenset({".json", ".xml", ".txt", ".csv", ".yaml", ".yml"})
@@ -61,7 +70,7 @@ def split_of(folder: Path) -> str | None:
     A folder is a split when it is named ``train``/``valid``/``val``/``test`` (any case) and
     holds subfolders; a ``test`` folder holding images directly is the class ``test``.
     """
-    split = SPLIT_FOLDERS.get(folder.name.casefold())
+    split = SPLIT_ALIASES.get(folder.name.casefold())
     return split if split is not None and _subfolders(folder) else None
 
 
@@ -84,7 +93,7 @@ def scan_layout(root: Path) -> tuple[list[ClassFolder], list[tuple[Path, str | N
 
 def _probe(image: Path, name: str, root: Path, problems: Problems) -> tuple[int, int] | None:
     """The displayed ``(width, height)`` of ``image``; ``None`` (and an error) when unreadable."""
-    if image.is_symlink() and not image.resolve().is_relative_to(root):
+    if image.is_symlink() and not is_inside(image, root):
         problems.error(image, "refused: a link to a file outside the dataset folder", record=name)
         return None
     try:
@@ -198,17 +207,6 @@ def plan_layout(records: Sequence[ImageRecord], classes: Sequence[str]) -> list[
     return out
 
 
-def class_order(dataset: Dataset) -> list[str]:
-    """``dataset.classes`` (duplicates dropped) then any image-level label not declared."""
-    names = list(dict.fromkeys(dataset.classes))
-    known = set(names)
-    for rec in dataset.images:
-        for ann in rec.annotations:
-            if ann.kind == "label" and ann.label not in known:
-                known.add(ann.label)
-                names.append(ann.label)
-    return names
-
 
 # --------------------------------------------------------------------------- detection
 
@@ -294,7 +292,7 @@ class ClassificationFoldersFormat(Format):
         exactly one image-level class, or a class or record name cannot be a path (see
         :func:`check_class_name`).
         """
-        classes = class_order(dataset)
+        classes = dataset.class_order(frozenset({"label"}))
         _validate(dataset, classes)
         placements = plan_layout(dataset.images, classes)
         dest = Path(dest)

@@ -358,7 +358,7 @@ def _parse_images(
                 raise UnsafeInputError(f"file_name must be a string, got {_json_type(file_name)}")
             name = safe_relpath(file_name).as_posix()
         except UnsafeInputError as exc:
-            problems.error(file, f"image id {iid}: {exc}; skipped", where)
+            problems.error(file, f"image id {iid}: {exc}; skipped", where, file_name if type(file_name) is str else None)
             refused.add(iid)
             continue
         width, height = _size_value(im.get("width")), _size_value(im.get("height"))
@@ -855,13 +855,7 @@ def coco_categories(dataset: Dataset) -> list[dict[str, Any]]:
     dataset read from COCO); other classes get fresh ids after the largest kept one (1..K when
     nothing is kept).
     """
-    classes = list(dataset.classes)
-    known = set(classes)
-    for record in dataset.images:
-        for ann in record.annotations:
-            if ann.label not in known:
-                known.add(ann.label)
-                classes.append(ann.label)
+    classes = dataset.class_order()
     previous: dict[str, dict[str, Any]] = {}
     for cat in dataset.info.get("coco", {}).get("categories", []) or []:
         if type(cat) is dict and type(cat.get("name")) is str:

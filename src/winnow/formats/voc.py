@@ -31,10 +31,9 @@ from typing import Any
 import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 
-from winnow.core.types import Annotation, Dataset, ImageRecord, Problems, Task
+from winnow.core.types import SPLIT_ALIASES, Annotation, Dataset, ImageRecord, Problems, Task
 from winnow.errors import FormatError
 from winnow.formats._common import (
-    SPLIT_FOLDERS,
     RecordCollector,
     box_of,
     box_problem,
@@ -207,7 +206,7 @@ def voc_root(path: Path) -> Path:
     """
     path = Path(path)
     folder = path if path.is_dir() else path.parent
-    if folder.name == ANNOTATIONS_DIR or (folder != path and folder.name.lower() in SPLIT_FOLDERS):
+    if folder.name == ANNOTATIONS_DIR or (folder != path and folder.name.lower() in SPLIT_ALIASES):
         return folder.parent
     return folder
 

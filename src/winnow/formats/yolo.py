@@ -35,13 +35,14 @@ import numpy as np
 import yaml
 
 from winnow.core import geometry
-from winnow.core.types import SPLITS, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Source, Task
+from winnow.core.types import SPLIT_ALIASES, SPLITS, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Source, Task
 from winnow.errors import FormatError, InvalidInputError, UnsafeInputError
 from winnow.formats.base import (
     IMAGE_EXTENSIONS,
     Format,
     ImageWriter,
     find_images,
+    is_inside,
     register,
     relname,
     safe_relpath,
@@ -54,7 +55,6 @@ from winnow.media import InvalidImageError, probe_file
 # has this tag and no annotations, so the distinction survives a round trip.
 
 #: data.yaml keys and folder names that name a split, and winnow's split for each.
-SPLIT_ALIASES = {"train": "train", "val": "valid", "valid": "valid", "test": "test"}
 
 #: winnow split -> the data.yaml key Ultralytics reads.
 _YAML_KEY = {"train": "train", "valid": "val", "test": "test"}
@@ -211,13 +211,6 @@ def label_path_for(image: PurePosixPath) -> PurePosixPath:
     return PurePosixPath(*parts).with_suffix(".txt")
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root)
-    except (ValueError, OSError):
-        return False
-    return True
-
 
 def _resolve_entry(root: Path, base: Path, entry: str) -> Path | None:
     """A data.yaml path resolved from ``base``, only if it exists inside ``root``.
@@ -229,7 +222,7 @@ def _resolve_entry(root: Path, base: Path, entry: str) -> Path | None:
     if entry.startswith("../"):
         candidates.append(base / entry[3:])
     for cand in candidates:
-        if cand.exists() and _inside(cand, root):
+        if cand.exists() and is_inside(cand, root):
             return cand.resolve()
     return None
 
@@ -350,7 +343,7 @@ def _yaml_base(doc: dict[str, Any], root: Path, file: Path, problems: Problems) 
         return root
     if isinstance(value, str):
         cand = root / value
-        if cand.is_dir() and _inside(cand, root):
+        if cand.is_dir() and is_inside(cand, root):
             return cand.resolve()
     problems.warning(file, f"`path: {value}` is not a folder inside the dataset; paths resolved from {root}", "path")
     return root
@@ -368,7 +361,7 @@ def _read_list_file(path: Path, root: Path, problems: Problems) -> Iterator[Path
         if not entry:
             continue
         rel = entry[2:] if entry.startswith("./") else entry
-        found = next((c for c in (path.parent / rel, root / rel) if c.is_file() and _inside(c, root)), None)
+        found = next((c for c in (path.parent / rel, root / rel) if c.is_file() and is_inside(c, root)), None)
         if found is None:
             problems.warning(path, f"listed image {entry!r} not found inside the dataset", f"line {lineno}")
             continue
@@ -442,7 +435,7 @@ def _collect_images(
     known = {d for d, _ in dirs}
     for d, split in _conventional_dirs(root):
         d = d.resolve()
-        if d not in known and _inside(d, root):
+        if d not in known and is_inside(d, root):
             dirs.append((d, split))
             known.add(d)
     if not dirs and not listed:
@@ -495,7 +488,7 @@ def _unique_names(
 
 def _links_out(path: Path, root: Path) -> bool:
     """True for a symlink whose target is outside ``root`` (never read)."""
-    return path.is_symlink() and not _inside(path, root)
+    return path.is_symlink() and not is_inside(path, root)
 
 
 def _label_folder(root: Path, images_folder: Path) -> Path:
@@ -665,17 +658,6 @@ def _check_writable(dataset: Dataset) -> None:
         raise InvalidInputError(f"cannot write YOLO: {shown}")
 
 
-def class_order(dataset: Dataset) -> list[str]:
-    """``dataset.classes`` (duplicates dropped) then any label used but not declared."""
-    names = list(dict.fromkeys(dataset.classes))
-    known = set(names)
-    for rec in dataset.images:
-        for ann in rec.annotations:
-            if ann.label not in known:
-                known.add(ann.label)
-                names.append(ann.label)
-    return names
-
 
 def data_yaml(names: Sequence[str], placements: Sequence[Placement]) -> dict[str, Any]:
     """The data.yaml document for a written dataset (Ultralytics keys, plus winnow's renames).
@@ -826,7 +808,7 @@ class YoloFormat(Format):
         if task is Task.CLASSIFY:
             raise InvalidInputError("cannot write YOLO: a classification dataset has no boxes; use the 'folders' format")
         _check_writable(dataset)
-        names = class_order(dataset)
+        names = dataset.class_order()
         class_ids = {name: i for i, name in enumerate(names)}
         placements = plan_layout(dataset.images)
         texts = [label_text(p.record, class_ids, task) for p in placements]

@@ -31,6 +31,7 @@ from winnow.core.types import SPLITS, Dataset, ImageRecord, Problem, Problems, T
 from winnow.core.validate import validate_image
 from winnow.errors import InvalidInputError, NotFoundError
 from winnow.formats import detect_format, get_format
+from winnow.formats.base import is_inside
 from winnow.services.projects import class_names, get_project
 from winnow.store import models as m
 from winnow.store.blobs import sha256_bytes
@@ -112,6 +113,7 @@ def _read_dataset(path: Path, fmt_name: str | None, problems: Problems) -> tuple
 
 def _prepare(
     dataset: Dataset,
+    root: Path,
     store: Store,
     existing: dict[str, str],
     report: ImportReport,
@@ -130,6 +132,9 @@ def _prepare(
         record.name = name
         if name in seen_names:
             problems.error(record.file or name, "another record in this import has the same name", record=name)
+            continue
+        if record.file is None or not is_inside(record.file, root):
+            problems.error(record.file or name, "refused: the image file is outside the dataset folder", record=name)
             continue
         try:
             data = Path(record.file).read_bytes()
@@ -382,7 +387,8 @@ def import_dataset(
         report = ImportReport(project=project_name, source=str(path), format=fmt_name)
         if dataset.images and dataset.infer_task() is not project_task and project_task is not Task.CLASSIFY:
             problems.warning(path, f"the dataset looks like {dataset.infer_task().value} data; the project's task is {project_task.value}")
-        prepared = _prepare(dataset, store, existing, report, problems, progress)
+        data_root = root if root.is_dir() else root.parent
+        prepared = _prepare(dataset, data_root, store, existing, report, problems, progress)
         store.blobs.sync()  # blobs are durable before any row points at them
         with store.write() as session:
             project = get_project(session, project_name, workspace)
