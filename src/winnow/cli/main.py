@@ -268,6 +268,80 @@ def images_cmd(
     out.print(f"{len(rows)} images")
 
 
+@app.command("check")
+def check_cmd(
+    project: str,
+    only: Annotated[str | None, typer.Option("--only", help="Comma-separated check ids to run (default: all).")] = None,
+    skip: Annotated[str | None, typer.Option("--skip", help="Comma-separated check ids not to run.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="CHECK.NAME=VALUE (repeatable).")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
+    top: Annotated[int, typer.Option("--top", help="Findings to print (human output).")] = 25,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the data health checks and list findings, worst first."""
+    from winnow.quality.engine import parse_params, run_checks
+
+    def ids(text: str | None) -> list[str] | None:
+        return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+    with _errors(as_json), _progress("measuring images", not as_json) as progress:
+        store = _store()
+        report = run_checks(
+            store, project, workspace=workspace, only=ids(only), skip=ids(skip),
+            params=parse_params(param), progress=progress,
+        )
+        if html is not None:
+            from winnow.quality.report import write_html
+
+            write_html(report, store, html, workspace=workspace)
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    s = report.summary
+    out.print(
+        f"[bold]{s['project']}[/bold]: {s['images']} images, {s['annotations']} annotations, "
+        f"{len(s['checks_run'])} checks in {s['seconds']:.1f}s"
+    )
+    out.print(
+        f"{s['findings']} findings ({s['by_severity']['error']} errors, {s['by_severity']['warning']} warnings, "
+        f"{s['by_severity']['info']} info) on {s['images_with_findings']} images"
+    )
+    if report.findings:
+        table = Table("#", "check", "severity", "images", "finding", "suggestion")
+        for i, f in enumerate(report.findings[:top], 1):
+            table.add_row(
+                str(i), f.check, f.severity, str(len(f.images)), f.message, f.suggestion.text if f.suggestion else ""
+            )
+        out.print(table)
+        if len(report.findings) > top:
+            out.print(f"... {len(report.findings) - top} more (--top N, or --json for all)")
+        counts = ", ".join(f"{k} {v}" for k, v in s["by_check"].items() if v)
+        out.print(f"by check: {counts}")
+    if html is not None:
+        out.print(f"report written to {html}")
+
+
+@app.command("checks")
+def checks_cmd(as_json: JsonOpt = False) -> None:
+    """List the health checks with their family, severity and parameters."""
+    from winnow.quality.base import all_checks
+
+    rows = [
+        {"id": c.id, "family": c.family, "severity": c.severity, "description": c.description,
+         "params": dict(c.params), "tasks": sorted(c.tasks) if c.tasks else None}
+        for c in all_checks().values()
+    ]
+    if as_json:
+        _emit_json({"checks": rows})
+        return
+    table = Table("check", "family", "severity", "description", "parameters")
+    for r in rows:
+        table.add_row(r["id"], r["family"], r["severity"], r["description"],
+                      ", ".join(f"{k}={v}" for k, v in r["params"].items()))
+    out.print(table)
+
+
 @app.command("formats")
 def formats_cmd(as_json: JsonOpt = False) -> None:
     """List the dataset formats winnow reads and writes."""

@@ -69,6 +69,7 @@ class Annotation:
         source: who made it.
         attributes: any extra per-annotation key/values a format carries (occluded, truncated...).
         external_id: the id the annotation had in the file it was read from, if any.
+        id: the annotation's id in the store, once stored (``None`` for files read from disk).
     """
 
     label: str
@@ -80,6 +81,7 @@ class Annotation:
     source: Source = Source.IMPORT
     attributes: dict[str, Any] = field(default_factory=dict)
     external_id: int | str | None = None
+    id: int | None = None
 
     @property
     def kind(self) -> str:
@@ -118,6 +120,7 @@ class ImageRecord:
     external_id: int | str | None = None
     declared_width: int | None = None
     declared_height: int | None = None
+    id: int | None = None  # the record's id in the store, once stored
 
     def boxes(self) -> np.ndarray:
         """The ``(N, 4)`` float64 ``xyxy`` array of the annotations that have a box."""

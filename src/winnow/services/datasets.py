@@ -67,6 +67,7 @@ def _annotation_from_row(row: m.Annotation, label: str) -> Annotation:
         source=Source(row.source),
         attributes=dict(row.attributes or {}),
         external_id=row.external_id,
+        id=row.id,
     )
 
 
@@ -82,6 +83,7 @@ def _records(session: Session, store: Store, images: list[m.Image]) -> list[Imag
         external_id=im.external_id,
         declared_width=im.declared_width,
         declared_height=im.declared_height,
+        id=im.id,
     ) for im in images}
     ids = list(by_id)
     anns: dict[int, list[Annotation]] = defaultdict(list)

@@ -368,37 +368,72 @@ def import_dataset(
     path = Path(path)
     if not path.exists():
         raise NotFoundError(f"{path}: no such file or folder")
-    if split is not None and split not in SPLITS:
-        raise InvalidInputError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
-    tags = _clean_tags(tags)
-    with store.read() as session:
-        project = get_project(session, project_name, workspace)
-        existing = dict(session.execute(select(m.Image.name, m.Image.sha256).where(m.Image.project_id == project.id)).all())
-        project_task = Task(project.task)
-
     scratch: Path | None = None
     try:
         root = path
         if path.is_file() and archive.is_archive(path):
             scratch = Path(tempfile.mkdtemp(prefix="import-", dir=store.tmp))
             root = archive.extract(path, scratch / "x")
+        _check_target(store, project_name, workspace, split)
         problems = Problems()
         dataset, fmt_name = _read_dataset(root, format, problems)
-        report = ImportReport(project=project_name, source=str(path), format=fmt_name)
-        if dataset.images and dataset.infer_task() is not project_task and project_task is not Task.CLASSIFY:
-            problems.warning(path, f"the dataset looks like {dataset.infer_task().value} data; the project's task is {project_task.value}")
-        data_root = root if root.is_dir() else root.parent
-        prepared = _prepare(dataset, data_root, store, existing, report, problems, progress)
-        store.blobs.sync()  # blobs are durable before any row points at them
-        with store.write() as session:
-            project = get_project(session, project_name, workspace)
-            prepared = _drop_names_taken_meanwhile(session, project.id, prepared, problems)
-            report.duplicates += _stored_duplicates(session, project.id, prepared)
-            _insert_rows(
-                session, project, dataset, prepared, report, problems,
-                split=split, tags=tags, clip=clip, started=started,
-            )
-        return report
+        return import_records(
+            store, project_name, dataset, root if root.is_dir() else root.parent,
+            workspace=workspace, source=str(path), format=fmt_name, split=split, tags=tags,
+            clip=clip, problems=problems, progress=progress, started=started,
+        )
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_target(store: Store, project_name: str, workspace: str, split: str | None) -> None:
+    if split is not None and split not in SPLITS:
+        raise InvalidInputError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+    with store.read() as session:
+        get_project(session, project_name, workspace)
+
+
+def import_records(
+    store: Store,
+    project_name: str,
+    dataset: Dataset,
+    root: Path,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
+    source: str | None = None,
+    format: str = "records",
+    split: str | None = None,
+    tags: Iterable[str] = (),
+    clip: bool = False,
+    problems: Problems | None = None,
+    progress: ProgressFn | None = None,
+    started: float | None = None,
+) -> ImportReport:
+    """Import an in-memory :class:`Dataset` whose records point at files under ``root``.
+
+    The same transaction and rules as :func:`import_dataset` (which reads a format and calls
+    this); used directly by uploads and by code that builds records itself.
+    """
+    started = time.perf_counter() if started is None else started
+    problems = Problems() if problems is None else problems
+    _check_target(store, project_name, workspace, split)
+    tags = _clean_tags(tags)
+    with store.read() as session:
+        project = get_project(session, project_name, workspace)
+        existing = dict(session.execute(select(m.Image.name, m.Image.sha256).where(m.Image.project_id == project.id)).all())
+        project_task = Task(project.task)
+    report = ImportReport(project=project_name, source=source or str(root), format=format)
+    if dataset.images and dataset.infer_task() is not project_task and project_task is not Task.CLASSIFY:
+        problems.warning(root, f"the dataset looks like {dataset.infer_task().value} data; the project's task is {project_task.value}")
+    prepared = _prepare(dataset, Path(root), store, existing, report, problems, progress)
+    store.blobs.sync()  # blobs are durable before any row points at them
+    with store.write() as session:
+        project = get_project(session, project_name, workspace)
+        prepared = _drop_names_taken_meanwhile(session, project.id, prepared, problems)
+        report.duplicates += _stored_duplicates(session, project.id, prepared)
+        _insert_rows(
+            session, project, dataset, prepared, report, problems,
+            split=split, tags=tags, clip=clip, started=started,
+        )
+    return report

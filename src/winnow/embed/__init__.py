@@ -1,0 +1,1 @@
+"""Image embedders: one module per embedder, registered by name (see :mod:`winnow.embed.base`)."""

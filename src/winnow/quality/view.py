@@ -1,0 +1,158 @@
+"""What checks look at: a project's records plus facts computed once and shared.
+
+:class:`ProjectView` is built once per ``winnow check`` run. Everything expensive is a lazy,
+cached property: the pixel facts (one decode per blob, cached in Parquet across runs), the
+embedding matrix and the k-nearest-neighbour graph. Checks index these by record position
+``i`` (``view.records[i]``); records that share bytes share facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from winnow.config import DEFAULT_WORKSPACE
+from winnow.core.types import Dataset, ImageRecord, Task
+from winnow.quality import facts as facts_mod
+from winnow.services.datasets import load_dataset
+from winnow.store import models as m
+from winnow.store.cache import FactTable
+from winnow.store.db import Store
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ProjectView:
+    def __init__(
+        self,
+        store: Store,
+        project: str,
+        *,
+        workspace: str = DEFAULT_WORKSPACE,
+        dataset: Dataset | None = None,
+        progress: ProgressFn | None = None,
+    ):
+        self.store = store
+        self.project = project
+        self.workspace = workspace
+        self._dataset = dataset
+        self.progress = progress
+
+    # ------------------------------------------------------------------ records
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        return self._dataset if self._dataset is not None else load_dataset(self.store, self.project, workspace=self.workspace)
+
+    @property
+    def records(self) -> list[ImageRecord]:
+        return self.dataset.images
+
+    @property
+    def task(self) -> Task:
+        return self.dataset.task or Task.DETECT
+
+    @property
+    def classes(self) -> list[str]:
+        return self.dataset.classes
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @cached_property
+    def shas(self) -> list[str]:
+        return [r.sha256 for r in self.records]
+
+    @cached_property
+    def blobs(self) -> dict[str, dict[str, Any]]:
+        """Header facts of each blob: ``format``, ``channels``, ``mode``, ``orientation``, ``size``, raw size."""
+        out: dict[str, dict[str, Any]] = {}
+        shas = sorted(set(self.shas))
+        with self.store.read() as session:
+            for i in range(0, len(shas), 500):
+                for b in session.scalars(select(m.Blob).where(m.Blob.sha256.in_(shas[i : i + 500]))):
+                    out[b.sha256] = {
+                        "format": b.format,
+                        "channels": b.channels,
+                        "mode": b.mode,
+                        "orientation": b.orientation,
+                        "size": b.size,
+                        "raw_width": b.raw_width,
+                        "raw_height": b.raw_height,
+                    }
+        return out
+
+    # ------------------------------------------------------------------ pixel facts
+
+    @cached_property
+    def facts(self) -> dict[str, np.ndarray]:
+        """Column arrays aligned with :attr:`records` (see :mod:`winnow.quality.facts`)."""
+        table = FactTable(self.store.home, facts_mod.FACTS_TABLE)
+        wanted = sorted(set(self.shas))
+        cached = table.read(wanted)
+        missing = {sha: self.store.blobs.path(sha) for sha in wanted if sha not in cached}
+        if missing:
+            rows = facts_mod.compute(missing, progress=self.progress)
+            table.append(rows)
+            cached.update({r["sha256"]: r for r in rows})
+        columns: dict[str, np.ndarray] = {}
+        if not self.records:
+            return {"embedding": np.zeros((0, 1), dtype=np.float32)}
+        keys = [k for k in next(iter(cached.values())) if k != "sha256"]
+        for k in keys:
+            values = [cached[sha][k] for sha in self.shas]
+            if k == "embedding":
+                columns[k] = np.asarray(values, dtype=np.float32)
+            elif k == "decode_error":
+                columns[k] = np.asarray(values, dtype=object)
+            elif k in ("phash", "dhash"):
+                columns[k] = np.asarray(values, dtype=np.int64).view(np.uint64)
+            else:
+                columns[k] = np.asarray(values, dtype=np.float64)
+        return columns
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """``(N, D)`` float32, L2-normalised rows (zeros for undecodable images)."""
+        return self.facts["embedding"]
+
+    @cached_property
+    def decodable(self) -> np.ndarray:
+        """Boolean mask of records whose image decodes."""
+        return np.array([e == "" for e in self.facts["decode_error"]], dtype=bool)
+
+    def neighbours(self, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The shared k-nearest-neighbour graph over embeddings (cosine distance, self excluded).
+
+        Returns ``(indices, distances)``, each ``(N, k')`` with ``k' = min(k, N - 1)``; computed
+        once per view for the largest ``k`` asked and sliced after.
+        """
+        cache = getattr(self, "_knn", None)
+        if cache is None or cache[0].shape[1] < min(k, max(len(self) - 1, 0)):
+            cache = self._compute_knn(max(k, 10))
+            self._knn = cache
+        kk = min(k, cache[0].shape[1])
+        return cache[0][:, :kk], cache[1][:, :kk]
+
+    def _compute_knn(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        emb = self.embeddings
+        n = len(emb)
+        k = min(k, max(n - 1, 0))
+        idx = np.zeros((n, k), dtype=np.int64)
+        dist = np.zeros((n, k), dtype=np.float32)
+        if k == 0:
+            return idx, dist
+        for start in range(0, n, 1024):  # exact top-k by blocks: bounded memory, BLAS speed
+            sims = emb[start : start + 1024] @ emb.T
+            rows = np.arange(sims.shape[0])
+            sims[rows, start + rows] = -np.inf
+            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            part_sims = np.take_along_axis(sims, part, axis=1)
+            order = np.argsort(-part_sims, axis=1)
+            idx[start : start + 1024] = np.take_along_axis(part, order, axis=1)
+            dist[start : start + 1024] = 1.0 - np.take_along_axis(part_sims, order, axis=1)
+        return idx, dist
