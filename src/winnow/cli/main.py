@@ -285,16 +285,18 @@ def check_cmd(
     def ids(text: str | None) -> list[str] | None:
         return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
+    from winnow.quality.view import ProjectView
+
     with _errors(as_json), _progress("measuring images", not as_json) as progress:
-        store = _store()
+        view = ProjectView(_store(), project, workspace=workspace, progress=progress)
         report = run_checks(
-            store, project, workspace=workspace, only=ids(only), skip=ids(skip),
-            params=parse_params(param), progress=progress,
+            view.store, project, workspace=workspace, only=ids(only), skip=ids(skip),
+            params=parse_params(param), view=view,
         )
         if html is not None:
             from winnow.quality.report import write_html
 
-            write_html(report, store, html, workspace=workspace)
+            write_html(report, view, html)
     if as_json:
         _emit_json(report.as_dict())
         return
@@ -320,6 +322,67 @@ def check_cmd(
         out.print(f"by check: {counts}")
     if html is not None:
         out.print(f"report written to {html}")
+
+
+@app.command("fix")
+def fix_cmd(
+    project: str,
+    only: Annotated[str | None, typer.Option("--only", help="Checks whose safe suggestions to apply (comma-separated).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply the safe suggestions (merge exact duplicates, clip boxes, drop degenerate and duplicate boxes) as one undoable change."""
+    from winnow.services.fixes import apply_fixes
+
+    with _errors(as_json):
+        checks = [c.strip() for c in only.split(",") if c.strip()] if only else None
+        report = apply_fixes(_store(), project, workspace=workspace, checks=checks, dry_run=dry_run)
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    out.print(
+        f"{verb} {len(report.images_removed)} duplicate images and {len(report.annotations_removed)} annotations, "
+        f"{'would clip' if dry_run else 'clipped'} {len(report.boxes_clipped)} boxes ({report.findings_applied} findings applied, "
+        f"{report.findings_skipped} left for review)"
+    )
+    if report.change_id is not None:
+        out.print(f"recorded as change {report.change_id}; undo with: winnow undo {project}")
+
+
+@app.command("undo")
+def undo_cmd(
+    project: str,
+    change: Annotated[int | None, typer.Option("--change", help="Change id (default: the latest).")] = None,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revert a recorded change (the latest by default)."""
+    from winnow.services.fixes import undo
+
+    with _errors(as_json):
+        result = undo(_store(), project, change, workspace=workspace)
+    if as_json:
+        _emit_json(result)
+    else:
+        out.print(f"undid change {result['change_id']} ({result['undone']} operations)")
+
+
+@app.command("changes")
+def changes_cmd(project: str, workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt = False) -> None:
+    """List a project's recorded changes."""
+    from winnow.services.fixes import list_changes
+
+    with _errors(as_json):
+        rows = list_changes(_store(), project, workspace=workspace)
+    if as_json:
+        _emit_json({"changes": rows})
+        return
+    table = Table("id", "kind", "when", "operations", "undone", "description")
+    for r in rows:
+        table.add_row(str(r["id"]), r["kind"], r["created_at"], str(r["operations"]), r["undone_at"] or "", r["description"])
+    out.print(table)
 
 
 @app.command("checks")

@@ -141,3 +141,21 @@ class ImageMetadata(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class Change(Base):
+    """A recorded, undoable change to a project's records (``winnow fix``, later edits).
+
+    ``operations`` holds what is needed to undo it: the rows as they were before.
+    """
+
+    __tablename__ = "changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text)
+    operations: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
