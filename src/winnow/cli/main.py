@@ -276,6 +276,9 @@ def check_cmd(
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="CHECK.NAME=VALUE (repeatable).")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")] = None,
     top: Annotated[int, typer.Option("--top", help="Findings to print (human output).")] = 25,
+    embedder: Annotated[
+        str, typer.Option("--embedder", help="classical (default, no download) or onnx:/path/model.onnx")
+    ] = "classical",
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -288,7 +291,7 @@ def check_cmd(
     from winnow.quality.view import ProjectView
 
     with _errors(as_json), _progress("measuring images", not as_json) as progress:
-        view = ProjectView(_store(), project, workspace=workspace, progress=progress)
+        view = ProjectView(_store(), project, workspace=workspace, embedder=embedder, progress=progress)
         report = run_checks(
             view.store, project, workspace=workspace, only=ids(only), skip=ids(skip),
             params=parse_params(param), view=view,

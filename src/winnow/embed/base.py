@@ -40,13 +40,14 @@ def register(cls: type[Embedder]) -> type[Embedder]:
     return cls
 
 
-def get_embedder(name: str = "classical", **kwargs) -> Embedder:
-    from winnow.embed import classical  # noqa: F401  (registers the default)
+def get_embedder(spec: str = "classical", **kwargs) -> Embedder:
+    """An embedder from a spec: ``classical``, or ``NAME:ARGUMENT`` such as ``onnx:/path/model.onnx``."""
+    from winnow.embed import classical, onnx  # noqa: F401  (registers the built-in embedders)
 
-    try:
-        return _REGISTRY[name](**kwargs)
-    except KeyError:
-        raise InvalidInputError(f"unknown embedder {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    name, _, argument = spec.partition(":")
+    if name not in _REGISTRY:
+        raise InvalidInputError(f"unknown embedder {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](argument, **kwargs) if argument else _REGISTRY[name](**kwargs)
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

@@ -34,12 +34,14 @@ class ProjectView:
         *,
         workspace: str = DEFAULT_WORKSPACE,
         dataset: Dataset | None = None,
+        embedder: str = "classical",
         progress: ProgressFn | None = None,
     ):
         self.store = store
         self.project = project
         self.workspace = workspace
         self._dataset = dataset
+        self.embedder = embedder
         self.progress = progress
 
     # ------------------------------------------------------------------ records
@@ -115,10 +117,39 @@ class ProjectView:
                 columns[k] = np.asarray(values, dtype=np.float64)
         return columns
 
-    @property
+    @cached_property
     def embeddings(self) -> np.ndarray:
-        """``(N, D)`` float32, L2-normalised rows (zeros for undecodable images)."""
-        return self.facts["embedding"]
+        """``(N, D)`` float32, L2-normalised rows (zeros for undecodable images).
+
+        The default ``classical`` embedding comes with the pixel facts; another embedder
+        (``onnx:/path/model.onnx``) is run once per blob and cached under its own key.
+        """
+        if self.embedder == "classical":
+            return self.facts["embedding"]
+        from winnow import media
+        from winnow.embed.base import get_embedder
+
+        embedder = get_embedder(self.embedder)
+        table = FactTable(self.store.home, f"emb-{embedder.cache_key}")
+        wanted = sorted(set(self.shas))
+        cached = table.read(wanted)
+        missing = [sha for sha in wanted if sha not in cached]
+        for start in range(0, len(missing), 64):
+            chunk = missing[start : start + 64]
+            images, ok = [], []
+            for sha in chunk:
+                try:
+                    images.append(media.decode(self.store.blobs.read(sha), sha))
+                    ok.append(sha)
+                except media.InvalidImageError:
+                    cached[sha] = {"sha256": sha, "embedding": np.zeros(embedder.dim, dtype=np.float32)}
+            vectors = embedder.embed(images)
+            rows = [{"sha256": sha, "embedding": v} for sha, v in zip(ok, vectors, strict=True)]
+            table.append(rows)
+            cached.update({r["sha256"]: r for r in rows})
+            if self.progress is not None:
+                self.progress(min(start + 64, len(missing)), len(missing))
+        return np.asarray([cached[sha]["embedding"] for sha in self.shas], dtype=np.float32).reshape(len(self.shas), -1)
 
     @cached_property
     def decodable(self) -> np.ndarray:
