@@ -31,6 +31,8 @@ class Item:
     split: str | None = None
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    declared_width: int | None = None  # the size an annotation file would declare
+    declared_height: int | None = None
 
 
 def textured(seed: int, size: tuple[int, int] = (96, 72), shapes: int = 3) -> Image.Image:
@@ -84,6 +86,8 @@ def build_view(
                 tags=list(item.tags),
                 metadata=dict(item.metadata),
                 file=path,
+                declared_width=item.declared_width,
+                declared_height=item.declared_height,
             )
         )
     store = Store.open(tmp_path / "home")

@@ -144,13 +144,17 @@ def probe_file(path: Path) -> ImageInfo:
     return probe(Path(path).read_bytes(), str(path))
 
 
-def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB") -> Image.Image:
+def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB", *, min_side: int | None = None) -> Image.Image:
     """Fully decode an image, apply its EXIF orientation and convert it to ``mode``.
 
+    ``min_side`` lets a JPEG decode at a reduced scale (DCT scaling, much faster) as long as
+    both sides stay at least that large; other formats decode at full size.
     Raises :class:`InvalidImageError` on truncated or corrupt data.
     """
     im = _open(data, name)
     try:
+        if min_side and im.format == "JPEG":
+            im.draft("RGB", (min_side, min_side))
         im.load()
         im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I;16") and mode and not mode.startswith(("I", "F")):

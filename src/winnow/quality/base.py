@@ -108,7 +108,7 @@ class Check(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if getattr(cls, "__abstractmethods__", None):
+        if getattr(cls.run, "__isabstractmethod__", False):  # an abstract intermediate base
             return
         for attr in ("id", "family", "description"):
             if not getattr(cls, attr, None):

@@ -32,16 +32,14 @@ from PIL import Image
 
 from winnow import media
 
-FACTS_TABLE = "facts-v1"
+FACTS_TABLE = "facts-v2"
 _STATS_SIDE = 256
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _bits_to_int64(bits: np.ndarray) -> int:
-    value = 0
-    for b in bits.ravel():
-        value = (value << 1) | int(b)
-    return int(np.int64(np.uint64(value)))
+    """64 booleans, first = most significant, as a signed int64 (Parquet has no uint64)."""
+    return int(np.packbits(bits.ravel().astype(np.uint8)).view(">i8")[0])
 
 
 def phash(gray32: np.ndarray) -> int:
@@ -74,7 +72,9 @@ def measure(im: Image.Image) -> dict[str, Any]:
     gray = rgb.astype(np.float32) @ _LUMA
     hist = np.bincount(np.clip(gray, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
     p = hist[hist > 0] / gray.size
-    grey_img = im.convert("L")
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # channel-wise: no axis reduction
+    grey_img = small.convert("L")  # hashes from the thumbnail: same bits, a fraction of the resize cost
     g32 = np.asarray(grey_img.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
     g98 = np.asarray(grey_img.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.float32)
     return {
@@ -85,10 +85,10 @@ def measure(im: Image.Image) -> dict[str, Any]:
         "bright_fraction": float((gray > 220).mean()),
         "blur": laplacian_variance(gray),
         "entropy": float(-(p * np.log2(p)).sum()),
-        "colour_spread": float((rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).mean()),
+        "colour_spread": float(spread.mean()),
         "phash": phash(g32),
         "dhash": dhash(g98),
-        "embedding": ClassicalEmbedder().embed_one(im),
+        "embedding": ClassicalEmbedder().embed_one(small),
     }
 
 
@@ -109,7 +109,7 @@ def facts_of_file(path: str) -> dict[str, Any]:
     """Facts of the image stored at ``path`` (never raises for a bad image: ``decode_error``)."""
     data = Path(path).read_bytes()
     try:
-        im = media.decode(data, Path(path).name, mode="RGB")
+        im = media.decode(data, Path(path).name, mode="RGB", min_side=_STATS_SIDE)
     except media.InvalidImageError as exc:
         from winnow.embed.classical import ClassicalEmbedder
 

@@ -88,6 +88,14 @@ class ProjectView:
                     }
         return out
 
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """A derived fact shared by several checks (box tables, duplicate groups), computed once
+        per view and keyed by ``key`` (include any parameter the fact depends on)."""
+        store = self.__dict__.setdefault("_memo", {})
+        if key not in store:
+            store[key] = compute()
+        return store[key]
+
     # ------------------------------------------------------------------ pixel facts
 
     @cached_property
