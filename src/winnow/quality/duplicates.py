@@ -19,9 +19,10 @@ Every decodable blob has a 64-bit DCT perceptual hash (``phash``), a 64-bit diff
 be the Hamming distance of their pHashes (0..64) and ``c`` the cosine distance of their
 embeddings (``1 - cos``, 0..2). The pair is a near duplicate when either
 
-* ``h <= max_distance`` and ``c <= max_cosine`` (defaults 10 and 0.20) - the hash finds resized,
-  re-encoded and brightness-shifted copies; the embedding confirms, so two different pictures
-  that happen to share a hash are not joined; or
+* ``h <= max_distance``, the dHash distance ``<= max_dhash`` and ``c <= max_cosine`` (defaults
+  10, 16 and 0.20) - the hash finds resized, re-encoded and brightness-shifted copies (which keep
+  their dHash too); the embedding and the dHash confirm, so two different low-detail pictures
+  that happen to share a pHash (flat backgrounds, where dHash is noise) are not joined; or
 * ``h <= crop_distance``, the dHash distance ``<= crop_distance`` and ``c <= crop_cosine``
   (defaults 20, 20 and 0.08) - a crop shifts the picture under the DCT grid, so a cropped copy's
   pHash moves further (up to ~18 bits for a 5% crop) while its embedding stays very close.
@@ -61,6 +62,7 @@ from winnow.quality.view import ProjectView
 #: Parameters of the grouping, shared by every duplicate check (each check takes them).
 GROUP_PARAMS: dict[str, Any] = {
     "max_distance": 10,
+    "max_dhash": 16,
     "max_cosine": 0.2,
     "crop_distance": 20,
     "crop_cosine": 0.08,
@@ -187,6 +189,7 @@ def near_pairs(
     embeddings: np.ndarray,
     *,
     max_distance: int = GROUP_PARAMS["max_distance"],
+    max_dhash: int = GROUP_PARAMS["max_dhash"],
     max_cosine: float = GROUP_PARAMS["max_cosine"],
     crop_distance: int = GROUP_PARAMS["crop_distance"],
     crop_cosine: float = GROUP_PARAMS["crop_cosine"],
@@ -197,14 +200,11 @@ def near_pairs(
     Returns ``(i, j, hamming, cosine)`` for the pairs ``i < j`` that pass.
     """
     crop_on = crop_distance > 0 and crop_cosine > 0
-    if crop_on:
-        i, j, h, dd = hamming_pairs(phash, crop_distance, second=dhash, first_only=max_distance)
-    else:
-        i, j, h, dd = hamming_pairs(phash, max_distance)
+    i, j, h, dd = hamming_pairs(phash, crop_distance if crop_on else -1, second=dhash, first_only=max_distance)
     if not len(i):
         return i, j, h, np.zeros(0, np.float32)
     c = _cosine_of_pairs(np.asarray(embeddings, dtype=np.float32), i, j)
-    ok = (h <= max_distance) & (c <= max_cosine)
+    ok = (h <= max_distance) & (dd <= max_dhash) & (c <= max_cosine)
     if crop_on:
         ok |= (h <= crop_distance) & (dd <= crop_distance) & (c <= crop_cosine)
     return i[ok], j[ok], h[ok], c[ok]
@@ -214,6 +214,7 @@ def duplicate_groups(
     view: ProjectView,
     *,
     max_distance: int = GROUP_PARAMS["max_distance"],
+    max_dhash: int = GROUP_PARAMS["max_dhash"],
     max_cosine: float = GROUP_PARAMS["max_cosine"],
     crop_distance: int = GROUP_PARAMS["crop_distance"],
     crop_cosine: float = GROUP_PARAMS["crop_cosine"],
@@ -226,12 +227,18 @@ def duplicate_groups(
     sets (what a leak-free split needs). Undecodable images take part in exact groups only.
     Results are cached on the view per parameter set.
     """
-    key = (int(max_distance), float(max_cosine), int(crop_distance), float(crop_cosine), bool(near))
+    key = (int(max_distance), int(max_dhash), float(max_cosine), int(crop_distance), float(crop_cosine), bool(near))
     return list(view.memo(("duplicate_groups", *key), lambda: _duplicate_groups(view, *key)))
 
 
 def _duplicate_groups(
-    view: ProjectView, max_distance: int, max_cosine: float, crop_distance: int, crop_cosine: float, near: bool
+    view: ProjectView,
+    max_distance: int,
+    max_dhash: int,
+    max_cosine: float,
+    crop_distance: int,
+    crop_cosine: float,
+    near: bool,
 ) -> list[Group]:
     records = view.records
     by_sha: dict[str, list[int]] = defaultdict(list)
@@ -253,7 +260,8 @@ def _duplicate_groups(
     phash, dhash, emb = facts["phash"][first], facts["dhash"][first], view.embeddings[first]
     i, j, h, c = near_pairs(
         phash, dhash, emb,
-        max_distance=max_distance, max_cosine=max_cosine, crop_distance=crop_distance, crop_cosine=crop_cosine,
+        max_distance=max_distance, max_dhash=max_dhash, max_cosine=max_cosine,
+        crop_distance=crop_distance, crop_cosine=crop_cosine,
     )
     if not len(i):
         return groups
