@@ -323,6 +323,8 @@ def check_cmd(
             out.print(f"... {len(report.findings) - top} more (--top N, or --json for all)")
         counts = ", ".join(f"{k} {v}" for k, v in s["by_check"].items() if v)
         out.print(f"by check: {counts}")
+    for note in s["notes"]:
+        out.print(f"note ({note['check']}): {note['message']}")
     if html is not None:
         out.print(f"report written to {html}")
 

@@ -31,6 +31,7 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -48,6 +49,7 @@ class CheckReport:
             "images_with_findings": len(flagged),
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "notes": list(self.notes),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,4 +135,5 @@ def run_checks(
         findings=findings,
         timings=timings,
         seconds=time.perf_counter() - started,
+        notes=list(view.notes),
     )

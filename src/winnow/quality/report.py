@@ -180,7 +180,10 @@ def render(report: CheckReport, view: ProjectView) -> str:
     ]
     for cid in s["checks_run"]:
         parts.append(f"<tr><td><code>{e(cid)}</code></td><td>{s['by_check'].get(cid, 0)}</td><td>{s['timings'].get(cid, 0):.3f}</td></tr>")
-    parts.append("</table><h2>Dataset</h2><div class='plots'>")
+    parts.append("</table>")
+    if s["notes"]:
+        parts.append("<ul>" + "".join(f"<li><code>{e(n['check'])}</code>: {e(n['message'])}</li>" for n in s["notes"]) + "</ul>")
+    parts.append("<h2>Dataset</h2><div class='plots'>")
     for title, uri in _plots(view):
         parts.append(f"<figure><img alt='{e(title)}' src='{uri}'></figure>")
     parts.append("</div>")

@@ -88,6 +88,14 @@ class ProjectView:
                     }
         return out
 
+    @cached_property
+    def notes(self) -> list[dict[str, str]]:
+        """What checks want the report summary to say beyond findings (what they skipped, why)."""
+        return []
+
+    def note(self, check: str, message: str) -> None:
+        self.notes.append({"check": check, "message": message})
+
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """A derived fact shared by several checks (box tables, duplicate groups), computed once
         per view and keyed by ``key`` (include any parameter the fact depends on)."""
