@@ -127,3 +127,18 @@ def test_installed_console_script_runs(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0 and json.loads(result.stdout) == {"projects": []}
+
+
+def test_markup_in_dataset_strings_is_printed_verbatim(tmp_path):
+    from winnow.core.types import Annotation, Dataset, ImageRecord
+    from PIL import Image
+
+    img = tmp_path / "ds" / "a.png"
+    img.parent.mkdir()
+    Image.new("RGB", (20, 20)).save(img)
+    ds = Dataset(classes=["[bold]cat[/bold]"], images=[ImageRecord("a.png", 20, 20, [Annotation("[bold]cat[/bold]", bbox=(1, 1, 5, 5))])])
+    ds.images[0].file = img
+    get_format("coco").write(ds, tmp_path / "coco", copy_from_file)
+    run("project", "create", "m")
+    run("import", "m", str(tmp_path / "coco"))
+    assert "[bold]cat[/bold]" in run("project", "show", "m").stdout

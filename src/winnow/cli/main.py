@@ -33,8 +33,10 @@ app = typer.Typer(
 project_app = typer.Typer(help="Create, list and inspect projects.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# markup=False: dataset strings (labels, names, messages) are printed as they are, never parsed
+# as Rich markup - a class called "" stays "".
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
@@ -57,7 +59,7 @@ def _errors(as_json: bool) -> Iterator[None]:
     except WinnowError as exc:
         if as_json:
             _emit_json({"error": str(exc), "type": type(exc).__name__})
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        err.print(f"error: {exc}")
         raise typer.Exit(1) from None
 
 
@@ -100,7 +102,7 @@ def project_create(
     if as_json:
         _emit_json(summary.as_dict())
     else:
-        out.print(f"created project [bold]{summary.name}[/bold] ({summary.task}) in workspace {summary.workspace}")
+        out.print(f"created project {summary.name} ({summary.task}) in workspace {summary.workspace}")
 
 
 @project_app.command("list")
@@ -132,7 +134,7 @@ def project_show(name: str, workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json
     if as_json:
         _emit_json(s.as_dict())
         return
-    out.print(f"[bold]{s.name}[/bold]  task={s.task}  workspace={s.workspace}")
+    out.print(f"{s.name}  task={s.task}  workspace={s.workspace}")
     out.print(f"images {s.images}  annotations {s.annotations}  unlabeled images {s.unlabeled_images}")
     if s.splits:
         out.print("splits  " + "  ".join(f"{k} {v}" for k, v in sorted(s.splits.items())))
@@ -193,7 +195,7 @@ def import_cmd(
         _emit_json(report.as_dict())
         return
     out.print(
-        f"imported [bold]{report.images_added}[/bold] images and [bold]{report.annotations_added}[/bold] "
+        f"imported {report.images_added} images and {report.annotations_added} "
         f"annotations from {report.source} ({report.format}) in {report.seconds:.1f}s"
     )
     if report.classes_added:
@@ -201,13 +203,13 @@ def import_cmd(
     if report.boxes_clipped:
         out.print(f"clipped {report.boxes_clipped} boxes to their image")
     if report.duplicates:
-        out.print(f"[yellow]{len(report.duplicates)} duplicate images[/yellow] (same bytes, kept as separate records):")
+        out.print(f"{len(report.duplicates)} duplicate images (same bytes, kept as separate records):")
         for d in report.duplicates[:10]:
             out.print(f"  {d['name']} = {d['duplicate_of']} ({'already in project' if d['where'] == 'project' else 'in this import'})")
     skipped = report.errors
     if report.images_skipped or report.annotations_skipped:
         out.print(
-            f"[yellow]skipped {report.images_skipped} images and {report.annotations_skipped} annotations[/yellow]:"
+            f"skipped {report.images_skipped} images and {report.annotations_skipped} annotations:"
         )
     for p in skipped[:20]:
         out.print(f"  {p}")
@@ -305,7 +307,7 @@ def check_cmd(
         return
     s = report.summary
     out.print(
-        f"[bold]{s['project']}[/bold]: {s['images']} images, {s['annotations']} annotations, "
+        f"{s['project']}: {s['images']} images, {s['annotations']} annotations, "
         f"{len(s['checks_run'])} checks in {s['seconds']:.1f}s"
     )
     out.print(
