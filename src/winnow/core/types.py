@@ -230,4 +230,7 @@ def is_finite_number(value: Any) -> bool:
     """True for an int or float that is neither NaN nor infinite (``bool`` is not a number)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return math.isfinite(value)
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float64 (JSON allows 10**400)
+        return False

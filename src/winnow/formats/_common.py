@@ -55,7 +55,10 @@ def parse_number(text: object) -> float | None:
     if isinstance(text, bool) or text is None:
         return None
     if isinstance(text, (int, float)):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:  # an int too large for a float64
+            return None
     elif isinstance(text, str):
         try:
             value = float(text.strip())
@@ -78,7 +81,9 @@ def format_number(value: float) -> str:
 
 
 def box_problem(x1: float, y1: float, x2: float, y2: float) -> str | None:
-    """Why an ``xyxy`` box is unusable (empty or inverted), or ``None`` when it is fine."""
+    """Why an ``xyxy`` box is unusable (not finite, empty or inverted), or ``None`` when it is fine."""
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):  # CreateML's centre + size/2 can overflow
+        return f"box is not finite (xmin={x1:g}, ymin={y1:g}, xmax={x2:g}, ymax={y2:g})"
     if x2 <= x1 or y2 <= y1:
         return f"empty or inverted box (xmin={x1:g}, ymin={y1:g}, xmax={x2:g}, ymax={y2:g})"
     return None
@@ -172,7 +177,10 @@ def resolve_inside(root: Path, base: Path, ref: str) -> Path | None:
     if joined in (".", "..") or joined.startswith("../"):
         return None
     candidate = Path(root, *PurePosixPath(joined).parts)
-    if candidate.is_symlink() and not is_inside(candidate, root):
+    try:
+        if candidate.is_symlink() and not is_inside(candidate, root):
+            return None
+    except OSError:  # e.g. a name too long for the file system: it cannot name a file
         return None
     return candidate
 
@@ -223,6 +231,8 @@ def read_json(path: Path) -> Any:
         raise FormatError(path, "not UTF-8 text", where=f"byte {exc.start}") from None
     except RecursionError:
         raise FormatError(path, "JSON nested too deeply") from None
+    except ValueError as exc:  # an integer past Python's digit limit (json.loads raises a plain ValueError)
+        raise FormatError(path, f"malformed JSON: {exc}") from None
 
 
 # --------------------------------------------------------------------------- names and splits

@@ -33,6 +33,7 @@ from winnow.errors import FormatError
 from winnow.formats._common import (
     RecordCollector,
     box_of,
+    box_problem,
     detect_files,
     group_by_split,
     import_root,
@@ -73,7 +74,11 @@ def parse_annotation(raw: Any) -> Annotation | str:
     cx, cy, w, h = (float(coordinates[k]) for k in COORDINATE_KEYS)
     if w <= 0 or h <= 0:
         return f"annotation {label!r}: width and height must be positive (width={w:g}, height={h:g})"
-    return Annotation(label=label, bbox=(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    why = box_problem(*box)  # centre + size/2 can overflow, or vanish next to a huge centre
+    if why is not None:
+        return f"annotation {label!r}: {why}"
+    return Annotation(label=label, bbox=box)
 
 
 def is_createml_list(doc: Any) -> bool:

@@ -83,6 +83,8 @@ def parse_xml(data: bytes, file: Path, problems: Problems) -> ET.Element | None:
     except ET.ParseError as exc:
         line, column = exc.position
         problems.error(file, f"malformed XML: {str(exc).split(':')[0]}", where=f"line {line}, column {column}")
+    except (LookupError, ValueError) as exc:  # an encoding declaration expat cannot use ("bogus", "utf-32")
+        problems.error(file, f"unreadable XML: {exc}")
     return None
 
 

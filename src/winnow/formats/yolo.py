@@ -65,6 +65,9 @@ _WINNOW_KEY = "winnow"
 _ORIGINAL_NAMES = "original_names"
 _NUMBER_FORMAT = ".12g"  # 1e-12 relative: far below 1e-6 px for any image winnow accepts
 _UNIT_TOLERANCE = 1e-9  # normalised values this far past [0, 1] are float noise, not a defect
+#: Class ids above this are refused when no class names are known (``class_<id>`` is made for
+#: every id up to the largest: a stray ``99999999999`` must not build a list that large).
+_MAX_CLASSES = 100_000
 _NEWLINES = re.compile(r"\r\n|\n|\r")
 _MAX_LISTED = 5
 
@@ -222,7 +225,7 @@ def _resolve_entry(root: Path, base: Path, entry: str) -> Path | None:
     if entry.startswith("../"):
         candidates.append(base / entry[3:])
     for cand in candidates:
-        if cand.exists() and is_inside(cand, root):
+        if os.path.exists(cand) and is_inside(cand, root):  # os.path: False, not OSError, on a too-long name
             return cand.resolve()
     return None
 
@@ -244,6 +247,10 @@ def load_data_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         raise FormatError(path, f"invalid YAML ({getattr(exc, 'problem', None) or exc})", where) from None
+    except RecursionError:
+        raise FormatError(path, "invalid YAML (nested too deeply)") from None
+    except (ValueError, OverflowError) as exc:  # a bad !!timestamp, an int past the digit limit
+        raise FormatError(path, f"invalid YAML value ({exc})") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -269,7 +276,9 @@ def class_names_from_yaml(doc: dict[str, Any], file: Path, problems: Problems) -
     raw = doc.get("names")
     nc = doc.get("nc")
     if raw is None:
-        if isinstance(nc, int) and not isinstance(nc, bool) and nc >= 0:
+        if isinstance(nc, int) and not isinstance(nc, bool) and nc > _MAX_CLASSES:
+            problems.warning(file, f"no `names` and nc {nc} is more than {_MAX_CLASSES}; nc ignored", "nc")
+        elif isinstance(nc, int) and not isinstance(nc, bool) and nc >= 0:
             problems.warning(file, f"no `names`; classes called class_0 .. class_{nc - 1}", "names")
             return [f"class_{i}" for i in range(nc)]
         return None
@@ -280,7 +289,7 @@ def class_names_from_yaml(doc: dict[str, Any], file: Path, problems: Problems) -
         for key, value in raw.items():
             try:
                 cid = int(key)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise FormatError(file, f"class id {key!r} is not an integer", "names") from None
             ids[cid] = value
         if sorted(ids) != list(range(len(ids))):
@@ -343,7 +352,7 @@ def _yaml_base(doc: dict[str, Any], root: Path, file: Path, problems: Problems) 
         return root
     if isinstance(value, str):
         cand = root / value
-        if cand.is_dir() and is_inside(cand, root):
+        if os.path.isdir(cand) and is_inside(cand, root):  # os.path: False, not OSError, on a too-long name
             return cand.resolve()
     problems.warning(file, f"`path: {value}` is not a folder inside the dataset; paths resolved from {root}", "path")
     return root
@@ -361,7 +370,7 @@ def _read_list_file(path: Path, root: Path, problems: Problems) -> Iterator[Path
         if not entry:
             continue
         rel = entry[2:] if entry.startswith("./") else entry
-        found = next((c for c in (path.parent / rel, root / rel) if c.is_file() and is_inside(c, root)), None)
+        found = next((c for c in (path.parent / rel, root / rel) if os.path.isfile(c) and is_inside(c, root)), None)
         if found is None:
             problems.warning(path, f"listed image {entry!r} not found inside the dataset", f"line {lineno}")
             continue
@@ -690,7 +699,7 @@ def _looks_like_data_yaml(path: Path) -> bool:
         if path.stat().st_size > 1_000_000:
             return False
         doc = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, OverflowError, RecursionError):
         return False
     return isinstance(doc, dict) and ("names" in doc or ("nc" in doc and "train" in doc))
 
@@ -891,16 +900,29 @@ def _build_dataset(
                     label_file, f"class id {line.class_id} is not in names (0..{len(names) - 1}); line skipped", f"line {lineno}", item.name
                 )
                 continue
+            if not known_names and line.class_id >= _MAX_CLASSES:
+                problems.error(
+                    label_file, f"class id {line.class_id} is too large without class names (limit {_MAX_CLASSES}); line skipped", f"line {lineno}", item.name
+                )
+                continue
             max_id = max(max_id, line.class_id)
             good.append((lineno, line))
         lines = [line for _, line in good]
-        for (lineno, _), outside in zip(good, outside_unit_square(lines)):
+        with np.errstate(over="ignore"):  # values near 1e308 overflow; reported below
+            outside_lines = outside_unit_square(lines)
+        for (lineno, _), outside in zip(good, outside_lines):
             if outside:
                 problems.warning(
                     label_file, "coordinates outside [0, 1]: the object leaves the image (kept, not clipped)", f"line {lineno}", item.name
                 )
         lookup = names if known_names else [f"class_{i}" for i in range(max_id + 1)]
-        record.annotations = lines_to_annotations(lines, lookup, info.width, info.height)
+        with np.errstate(over="ignore"):
+            annotations = lines_to_annotations(lines, lookup, info.width, info.height)
+        for (lineno, _), annotation in zip(good, annotations):
+            if all(math.isfinite(v) for v in annotation.bbox):
+                record.annotations.append(annotation)
+            else:  # finite in the file (1e308), infinite once scaled to pixels
+                problems.error(label_file, "coordinates overflow once scaled to the image; line skipped", f"line {lineno}", item.name)
         records.append(record)
     if not known_names:
         classes = [f"class_{i}" for i in range(max_id + 1)]

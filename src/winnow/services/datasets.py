@@ -8,12 +8,12 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from winnow.config import DEFAULT_WORKSPACE
@@ -55,24 +55,62 @@ def _image_query(
     return q.order_by(m.Image.name)
 
 
-def _annotation_from_row(row: m.Annotation, label: str) -> Annotation:
-    box = None if row.x1 is None else (row.x1, row.y1, row.x2, row.y2)
-    return Annotation(
-        label=label,
-        bbox=box,
-        polygon=row.polygon,
-        rle=row.rle,
-        iscrowd=bool(row.iscrowd),
-        score=row.score,
-        source=Source(row.source),
-        attributes=dict(row.attributes or {}),
-        external_id=row.external_id,
-        id=row.id,
-    )
+#: The image columns ``_records`` reads (plain rows: no ORM objects to build).
+_IMAGE_COLUMNS = (
+    m.Image.id,
+    m.Image.name,
+    m.Image.width,
+    m.Image.height,
+    m.Image.split,
+    m.Image.sha256,
+    m.Image.external_id,
+    m.Image.declared_width,
+    m.Image.declared_height,
+)
+
+#: The annotation columns ``_records`` reads, as Core table columns (plain tuples, no ORM row
+#: handling); JSON ones as their stored text (decoded by ``_json_decoder``).
+_ANN = m.Annotation.__table__.c
+_ANNOTATION_COLUMNS = (
+    _ANN.id,
+    _ANN.image_id,
+    _ANN.x1,
+    _ANN.y1,
+    _ANN.x2,
+    _ANN.y2,
+    type_coerce(_ANN.polygon, String),
+    type_coerce(_ANN.rle, String),
+    _ANN.iscrowd,
+    _ANN.score,
+    _ANN.source,
+    type_coerce(_ANN.attributes, String),
+    _ANN.external_id,
+    m.ProjectClass.__table__.c.name,
+)
+_ANNOTATIONS_WITH_CLASS = m.Annotation.__table__.join(
+    m.ProjectClass.__table__, _ANN.class_id == m.ProjectClass.__table__.c.id
+)
 
 
-def _records(session: Session, store: Store, images: list[m.Image]) -> list[ImageRecord]:
-    """Build records (annotations, tags, metadata) for ``images``, batched by id."""
+def _json_decoder(session: Session) -> Callable[[str | None], Any]:
+    """Decode a JSON column's stored text as the column type would, with SQL NULL and JSON
+    ``null`` (most rows: no polygon, mask or attributes) short-cut to ``None``."""
+    dialect = session.get_bind().dialect
+    decode = m.Annotation.polygon.type.dialect_impl(dialect).result_processor(dialect, None) or (lambda v: v)
+
+    def load(text: str | None) -> Any:
+        return None if text is None or text == "null" else decode(text)
+
+    return load
+
+
+def _records(session: Session, store: Store, images: Sequence[Any]) -> list[ImageRecord]:
+    """Build records (annotations, tags, metadata) for ``images`` (rows of ``_IMAGE_COLUMNS``),
+    batched by id.
+
+    Annotations are read as plain rows (not ORM objects): a project's annotations are the bulk
+    of what an export or a check loads.
+    """
     by_id = {im.id: ImageRecord(
         name=im.name,
         width=im.width,
@@ -87,15 +125,33 @@ def _records(session: Session, store: Store, images: list[m.Image]) -> list[Imag
     ) for im in images}
     ids = list(by_id)
     anns: dict[int, list[Annotation]] = defaultdict(list)
+    load = _json_decoder(session)
+    sources: dict[str, Source] = {}
     for i in range(0, len(ids), 900):
         chunk = ids[i : i + 900]
-        for row, label in session.execute(
-            select(m.Annotation, m.ProjectClass.name)
-            .join(m.ProjectClass)
-            .where(m.Annotation.image_id.in_(chunk))
-            .order_by(m.Annotation.image_id, m.Annotation.id)
+        for (ann_id, image_id, x1, y1, x2, y2, polygon, rle, iscrowd, score, source, attributes, external_id, label) in session.execute(
+            select(*_ANNOTATION_COLUMNS)
+            .select_from(_ANNOTATIONS_WITH_CLASS)
+            .where(_ANN.image_id.in_(chunk))
+            .order_by(_ANN.image_id, _ANN.id)
         ):
-            anns[row.image_id].append(_annotation_from_row(row, label))
+            kind = sources.get(source)
+            if kind is None:
+                kind = sources[source] = Source(source)
+            anns[image_id].append(
+                Annotation(
+                    label=label,
+                    bbox=None if x1 is None else (x1, y1, x2, y2),
+                    polygon=load(polygon),
+                    rle=load(rle),
+                    iscrowd=bool(iscrowd),
+                    score=score,
+                    source=kind,
+                    attributes=dict(load(attributes) or {}),
+                    external_id=external_id,
+                    id=ann_id,
+                )
+            )
         for image_id, tag in session.execute(
             select(m.ImageTag.image_id, m.ImageTag.tag).where(m.ImageTag.image_id.in_(chunk)).order_by(m.ImageTag.tag)
         ):
@@ -121,7 +177,7 @@ def load_dataset(
     """The project (or one split of it) as a :class:`Dataset` whose records point at blobs."""
     with store.read() as session:
         project = get_project(session, project_name, workspace)
-        images = list(session.scalars(_image_query(project.id, split=split)))
+        images = list(session.execute(_image_query(project.id, split=split).with_only_columns(*_IMAGE_COLUMNS)))
         return Dataset(
             classes=class_names(session, project.id),
             images=_records(session, store, images),
@@ -165,7 +221,7 @@ def list_images(
         q = _image_query(project.id, class_name=class_name, tag=tag, split=split).offset(offset)
         if limit is not None:
             q = q.limit(limit)
-        images = list(session.scalars(q))
+        images = list(session.execute(q.with_only_columns(*_IMAGE_COLUMNS)))
         rows = []
         for rec in _records(session, store, images):
             rows.append(

@@ -17,21 +17,23 @@ import shutil
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from winnow import archive, media
 from winnow.config import DEFAULT_WORKSPACE
-from winnow.core.types import SPLITS, Dataset, ImageRecord, Problem, Problems, Task
-from winnow.core.validate import validate_image
+from winnow.core import geometry
+from winnow.core.types import SPLITS, Annotation, Dataset, ImageRecord, Problem, Problems, Task
+from winnow.core.validate import MAX_LABEL_LENGTH, validate_image
 from winnow.errors import InvalidInputError, NotFoundError
 from winnow.formats import detect_format, get_format
-from winnow.formats.base import is_inside
+from winnow.formats.base import InsideChecker
 from winnow.services.projects import class_names, get_project
 from winnow.store import models as m
 from winnow.store.blobs import sha256_bytes
@@ -125,6 +127,7 @@ def _prepare(
     seen_names: dict[str, str] = {}
     first_of_sha: dict[str, str] = {}
     total = len(dataset.images)
+    inside_root = InsideChecker(root)
     for n, record in enumerate(dataset.images, 1):
         if progress is not None:
             progress(n, total)
@@ -133,7 +136,7 @@ def _prepare(
         if name in seen_names:
             problems.error(record.file or name, "another record in this import has the same name", record=name)
             continue
-        if record.file is None or not is_inside(record.file, root):
+        if record.file is None or not inside_root(record.file):
             problems.error(record.file or name, "refused: the image file is outside the dataset folder", record=name)
             continue
         try:
@@ -158,7 +161,7 @@ def _prepare(
             report.duplicates.append({"name": name, "duplicate_of": first_of_sha[sha], "where": "import"})
         else:
             first_of_sha[sha] = name
-        store.blobs.put(data, sha, durable=False)
+            store.blobs.put(data, sha, durable=False)
         prepared.append(_Prepared(record, sha, info, len(data)))
     return prepared
 
@@ -202,6 +205,127 @@ def _stored_duplicates(session: Session, project_id: int, prepared: list[_Prepar
     return [{"name": p.record.name, "duplicate_of": found[p.sha], "where": "project"} for p in prepared if p.sha in found]
 
 
+_BLOB_COLUMNS = ("sha256", "size", "format", "raw_width", "raw_height", "orientation", "channels", "mode", "created_at")
+_IMAGE_COLUMNS = (
+    "project_id", "sha256", "name", "split", "width", "height", "declared_width", "declared_height",
+    "external_id", "import_id", "created_at",
+)
+_ANNOTATION_COLUMNS = (
+    "image_id", "class_id", "x1", "y1", "x2", "y2", "polygon", "rle", "iscrowd", "score", "source",
+    "attributes", "external_id", "created_at",
+)
+
+
+def _insert_many(session: Session, stmt: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """Execute the INSERT ``stmt`` once per row of ``rows`` (tuples in ``columns`` order).
+
+    On SQLite the rows go straight to the driver's ``executemany``, each value bound as
+    SQLAlchemy binds it (its column type's bind processor: JSON text, datetime strings...) but
+    column by column, a constant column once: ~10x faster than SQLAlchemy's per-row parameter
+    handling for the 100,000-row inserts of a large import. Other databases take SQLAlchemy's
+    own path (which batches into multi-row VALUES there).
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.name != "sqlite":
+        conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+    if not compiled.positional or sorted(compiled.positiontup) != sorted(columns):
+        raise AssertionError(f"unexpected INSERT parameters: {compiled.positiontup}")  # pragma: no cover
+    by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    for k, name in enumerate(columns):
+        process = stmt.table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            by_column[k] = _bind_column(process, by_column[k])
+    position = {name: k for k, name in enumerate(columns)}
+    params = list(zip(*(by_column[position[name]] for name in compiled.positiontup), strict=True))
+    conn.exec_driver_sql(compiled.string, params)
+
+
+def _bind_column(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """``[process(v) for v in values]``; a column of few distinct objects (``None``, the import's
+    timestamp) has each bound once."""
+    ids = list(map(id, values))
+    distinct = dict(zip(ids, values, strict=True))
+    if len(distinct) * 4 > len(values):
+        return list(map(process, values))
+    bound = {i: process(v) for i, v in distinct.items()}
+    return list(map(bound.__getitem__, ids))
+
+
+def _plain(ann: Annotation) -> bool:
+    """A box of four floats with a label and nothing else to check (no polygon, mask or score)."""
+    box = ann.bbox
+    return (
+        type(box) is tuple
+        and len(box) == 4
+        and type(box[0]) is float
+        and type(box[1]) is float
+        and type(box[2]) is float
+        and type(box[3]) is float
+        and type(ann.label) is str
+        and ann.polygon is None
+        and ann.rle is None
+        and ann.score is None
+    )
+
+
+def _validated(prepared: list[_Prepared], report: ImportReport, problems: Problems, *, clip: bool) -> list[list[Annotation]]:
+    """The annotations to store for each prepared record: :func:`validate_image`'s verdict.
+
+    Most records hold only plain boxes (:func:`_plain`) with a good label, finite, positive and
+    inside the image: :func:`validate_image` keeps those unchanged and says nothing about them.
+    They are recognised with one numpy pass over every box of the import; every other record
+    goes through :func:`validate_image` itself (problems and counts are reported from it).
+    """
+    good_label: dict[str, bool] = {}
+    boxes: list[tuple[float, float, float, float]] = []
+    sizes: list[tuple[int, int]] = []
+    owners: list[int] = []
+    checked = [True] * len(prepared)  # False: not plain, validate_image decides
+    for k, p in enumerate(prepared):
+        size = (p.info.width, p.info.height)
+        for ann in p.record.annotations:
+            if not _plain(ann):
+                checked[k] = False
+                break
+            label = ann.label
+            ok = good_label.get(label)
+            if ok is None:
+                ok = good_label[label] = bool(label.strip()) and len(label) <= MAX_LABEL_LENGTH
+            if not ok:
+                checked[k] = False
+                break
+            boxes.append(ann.bbox)
+            sizes.append(size)
+            owners.append(k)
+    if boxes:
+        xyxy = np.array(boxes, dtype=np.float64)
+        wh = np.array(sizes, dtype=np.float64)
+        fine = geometry.positive(xyxy) & geometry.inside(xyxy, wh[:, 0], wh[:, 1])
+        for k in np.asarray(owners)[~fine].tolist():
+            checked[k] = False
+
+    out: list[list[Annotation]] = []
+    for p, plain in zip(prepared, checked, strict=True):
+        rec = p.record
+        if plain:
+            out.append(rec.annotations)
+            continue
+        verdict = validate_image(rec, p.info.width, p.info.height, clip=clip)
+        for _, reason in verdict.rejected:
+            problems.error(rec.file, reason, record=rec.name)
+        for _, reason in verdict.warnings:
+            problems.warning(rec.file, reason, record=rec.name)
+        report.annotations_skipped += len(verdict.rejected)
+        report.boxes_clipped += verdict.clipped
+        out.append(verdict.kept)
+    return out
+
+
 def _insert_rows(
     session: Session,
     project: m.Project,
@@ -240,92 +364,60 @@ def _insert_rows(
         session.execute(select(m.ProjectClass.name, m.ProjectClass.id).where(m.ProjectClass.project_id == project.id)).all()
     )
 
+    now = m.utcnow()
     blob_rows = {
-        p.sha: {
-            "sha256": p.sha,
-            "size": p.size,
-            "format": p.info.format,
-            "raw_width": p.info.raw_width,
-            "raw_height": p.info.raw_height,
-            "orientation": p.info.orientation,
-            "channels": p.info.channels,
-            "mode": p.info.mode,
-            "created_at": m.utcnow(),
-        }
+        p.sha: (p.sha, p.size, p.info.format, p.info.raw_width, p.info.raw_height, p.info.orientation,
+                p.info.channels, p.info.mode, now)
         for p in prepared
     }
-    if blob_rows:
-        session.execute(insert_ignore(session, m.Blob), list(blob_rows.values()))
+    _insert_many(session, insert_ignore(session, m.Blob), _BLOB_COLUMNS, list(blob_rows.values()))
 
-    now = m.utcnow()
-    image_rows = []
-    for p in prepared:
-        rec = p.record
-        rec_split = split or rec.split
-        image_rows.append(
-            {
-                "project_id": project.id,
-                "sha256": p.sha,
-                "name": rec.name,
-                "split": rec_split,
-                "width": p.info.width,
-                "height": p.info.height,
-                "declared_width": rec.declared_width,
-                "declared_height": rec.declared_height,
-                "external_id": None if rec.external_id is None else str(rec.external_id),
-                "import_id": run.id,
-                "created_at": now,
-            }
+    image_rows = [
+        (
+            project.id, p.sha, p.record.name, split or p.record.split, p.info.width, p.info.height,
+            p.record.declared_width, p.record.declared_height,
+            None if p.record.external_id is None else str(p.record.external_id), run.id, now,
         )
-    ids: list[int] = []
-    if image_rows:
-        result = session.execute(
-            insert(m.Image).returning(m.Image.id, sort_by_parameter_order=True), image_rows
+        for p in prepared
+    ]
+    _insert_many(session, insert(m.Image), _IMAGE_COLUMNS, image_rows)
+    # names are unique in a project: read the new ids back by name (any dialect, through the index)
+    names = [p.record.name for p in prepared]
+    id_of: dict[str, int] = {}
+    for i in range(0, len(names), 500):
+        id_of.update(
+            session.execute(
+                select(m.Image.name, m.Image.id).where(m.Image.project_id == project.id, m.Image.name.in_(names[i : i + 500]))
+            ).all()
         )
-        ids = [row[0] for row in result]
+    ids = [id_of[name] for name in names]
 
-    ann_rows: list[dict[str, Any]] = []
-    tag_rows: list[dict[str, Any]] = []
-    meta_rows: list[dict[str, Any]] = []
-    for image_id, p in zip(ids, prepared, strict=True):
+    ann_rows: list[tuple[Any, ...]] = []
+    tag_rows: list[tuple[Any, ...]] = []
+    meta_rows: list[tuple[Any, ...]] = []
+    source_text: dict[Any, str] = {}
+    no_box = (None, None, None, None)
+    for image_id, p, kept in zip(ids, prepared, _validated(prepared, report, problems, clip=clip), strict=True):
         rec = p.record
-        verdict = validate_image(rec, p.info.width, p.info.height, clip=clip)
-        for _, reason in verdict.rejected:
-            problems.error(rec.file, reason, record=rec.name)
-        for _, reason in verdict.warnings:
-            problems.warning(rec.file, reason, record=rec.name)
-        report.annotations_skipped += len(verdict.rejected)
-        report.boxes_clipped += verdict.clipped
-        for ann in verdict.kept:
-            box = ann.bbox
+        for ann in kept:
+            x1, y1, x2, y2 = ann.bbox or no_box
+            source = source_text.get(ann.source)
+            if source is None:
+                source = source_text[ann.source] = ann.source.value if hasattr(ann.source, "value") else str(ann.source)
             ann_rows.append(
-                {
-                    "image_id": image_id,
-                    "class_id": class_id[ann.label],
-                    "x1": box[0] if box else None,
-                    "y1": box[1] if box else None,
-                    "x2": box[2] if box else None,
-                    "y2": box[3] if box else None,
-                    "polygon": ann.polygon,
-                    "rle": ann.rle,
-                    "iscrowd": bool(ann.iscrowd),
-                    "score": ann.score,
-                    "source": ann.source.value if hasattr(ann.source, "value") else str(ann.source),
-                    "attributes": ann.attributes or None,
-                    "external_id": None if ann.external_id is None else str(ann.external_id),
-                    "created_at": now,
-                }
+                (
+                    image_id, class_id[ann.label], x1, y1, x2, y2, ann.polygon, ann.rle, bool(ann.iscrowd), ann.score,
+                    source, ann.attributes or None, None if ann.external_id is None else str(ann.external_id), now,
+                )
             )
-        for tag in dict.fromkeys(_clean_tags(list(rec.tags) + tags)):
-            tag_rows.append({"image_id": image_id, "tag": tag})
+        if rec.tags or tags:
+            for tag in dict.fromkeys(_clean_tags(list(rec.tags) + tags)):
+                tag_rows.append((image_id, tag))
         for key, value in rec.metadata.items():
-            meta_rows.append({"image_id": image_id, "key": str(key)[:200], "value": value})
-    if ann_rows:
-        session.execute(insert(m.Annotation), ann_rows)
-    if tag_rows:
-        session.execute(insert(m.ImageTag), tag_rows)
-    if meta_rows:
-        session.execute(insert(m.ImageMetadata), meta_rows)
+            meta_rows.append((image_id, str(key)[:200], value))
+    _insert_many(session, insert(m.Annotation), _ANNOTATION_COLUMNS, ann_rows)
+    _insert_many(session, insert(m.ImageTag), ("image_id", "tag"), tag_rows)
+    _insert_many(session, insert(m.ImageMetadata), ("image_id", "key", "value"), meta_rows)
 
     report.images_added = len(ids)
     report.annotations_added = len(ann_rows)
