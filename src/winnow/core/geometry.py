@@ -96,6 +96,19 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of ``a[i]`` with ``b[i]`` for two ``(P, 4)`` ``xyxy`` arrays (the diagonal of :func:`iou`)."""
+    a = as_boxes(a)
+    b = as_boxes(b)
+    lt = np.maximum(a[:, :2], b[:, :2])
+    rb = np.minimum(a[:, 2:], b[:, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    union = area(a) + area(b) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
 def polygon_bbox(parts: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
     """Tight ``xyxy`` box around every point of a multi-part polygon."""
     pts = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in parts])

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from winnow.core import geometry
+from winnow.core.grouping import UnionFind
 from winnow.core.types import SPLITS, ImageRecord, Task
 from winnow.quality.base import Check, Finding, Suggestion, register
 from winnow.quality.view import ProjectView
@@ -298,23 +299,12 @@ def clusters(groups: Iterable[Group]) -> list[Group]:
     the largest of its parts'.
     """
     groups = list(groups)
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = UnionFind()
     for g in groups:
-        for k in g.indices[1:]:
-            ra, rb = find(g.indices[0]), find(k)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
+        sets.union_all((g.indices[0], k) for k in g.indices[1:])
     merged: dict[int, list[Group]] = defaultdict(list)
     for g in groups:
-        merged[find(g.indices[0])].append(g)
+        merged[sets.find(g.indices[0])].append(g)
     out = []
     for parts in merged.values():
         if len(parts) == 1:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from winnow.core import geometry
+from winnow.core.grouping import UnionFind
 from winnow.core.types import Annotation, Source
 from winnow.quality.base import Check, Finding, Suggestion, register
 from winnow.quality.view import ProjectView
@@ -349,7 +350,7 @@ class DuplicateBox(Check):
             if not len(active):
                 break
             a, b = rows_sorted[active], rows_sorted[active + d]
-            hit = _paired_iou(t.xyxy[a], t.xyxy[b]) > float(min_iou)
+            hit = geometry.paired_iou(t.xyxy[a], t.xyxy[b]) > float(min_iou)
             first.append(a[hit])
             second.append(b[hit])
             d += 1
@@ -391,36 +392,11 @@ class DuplicateBox(Check):
         )
 
 
-def _paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of ``a[i]`` with ``b[i]`` for two ``(P, 4)`` ``xyxy`` arrays (the diagonal of :func:`geometry.iou`)."""
-    lt = np.maximum(a[:, :2], b[:, :2])
-    rb = np.minimum(a[:, 2:], b[:, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[:, 0] * wh[:, 1]
-    union = geometry.area(a) + geometry.area(b) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
 def _components(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
     """Connected groups of the graph whose edges are ``a[i] - b[i]`` (row ids)."""
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for x, y in zip(a.tolist(), b.tolist()):
-        rx, ry = find(x), find(y)
-        if rx != ry:
-            parent[max(rx, ry)] = min(rx, ry)
-    groups: dict[int, list[int]] = {}
-    for x in parent:
-        groups.setdefault(find(x), []).append(x)
-    return [np.asarray(g, dtype=np.int64) for g in sorted(groups.values(), key=min)]
+    sets = UnionFind()
+    sets.union_all(zip(a.tolist(), b.tolist(), strict=True))
+    return [np.asarray(g, dtype=np.int64) for g in sets.groups()]
 
 
 # ---------------------------------------------------------------------------- polygons

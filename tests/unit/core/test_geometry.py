@@ -53,3 +53,12 @@ def test_polygon_helpers():
 @pytest.mark.parametrize("n", [0, 1, 3])
 def test_as_boxes_shapes(n):
     assert g.as_boxes(np.ones((n, 4))).shape == (n, 4)
+
+
+def test_paired_iou_is_the_diagonal_of_the_iou_matrix():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 50, size=(20, 2))
+    a = np.concatenate([xy, xy + rng.uniform(1, 30, size=(20, 2))], axis=1)
+    xy = rng.uniform(0, 50, size=(20, 2))
+    b = np.concatenate([xy, xy + rng.uniform(1, 30, size=(20, 2))], axis=1)
+    assert np.allclose(g.paired_iou(a, b), np.diag(g.iou(a, b)))
