@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
-from winnow.core.types import Dataset, ImageRecord, Problems, Task
+from winnow.core.types import SPLITS, Dataset, ImageRecord, Problems, Task
 from winnow.errors import InvalidInputError, UnsafeInputError
 
 #: Writes the bytes of ``record`` to ``path`` (the directory already exists).
@@ -124,6 +124,21 @@ def safe_relpath(name: str) -> PurePosixPath:
     if not parts or any(p == ".." for p in parts):
         raise UnsafeInputError(f"path escapes its root: {name!r}")
     return PurePosixPath(*parts)
+
+
+def record_path_problems(record: ImageRecord) -> list[str]:
+    """Why a writer cannot place ``record`` in a folder layout: an unsafe name, no image
+    extension, or a split other than train/valid/test (empty when it can)."""
+    try:
+        path = safe_relpath(record.name)
+    except UnsafeInputError as exc:
+        return [f"{record.name!r}: {exc}"]
+    bad = []
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        bad.append(f"{record.name}: no image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}); readers find images by it")
+    if record.split is not None and record.split not in SPLITS:
+        bad.append(f"{record.name}: split {record.split!r} is not one of {', '.join(SPLITS)}")
+    return bad
 
 
 def safe_join(root: Path, name: str) -> Path:

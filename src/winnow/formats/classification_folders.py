@@ -19,9 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from winnow.core.types import SPLIT_ALIASES, SPLITS, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Task
-from winnow.errors import FormatError, InvalidInputError, UnsafeInputError
+from winnow.core.types import SPLIT_ALIASES, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Task
+from winnow.errors import FormatError, InvalidInputError
 from winnow.formats.base import (
+    record_path_problems,
     IMAGE_EXTENSIONS,
     Format,
     ImageWriter,
@@ -153,15 +154,7 @@ def _validate(dataset: Dataset, classes: Sequence[str]) -> None:
         if other != name:
             bad.append(f"classes {other!r} and {name!r} differ only in case (one folder on some systems)")
     for rec in dataset.images:
-        try:
-            path = safe_relpath(rec.name)
-        except UnsafeInputError as exc:
-            bad.append(f"{rec.name!r}: {exc}")
-            continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            bad.append(f"{rec.name}: no image extension; readers find images by it")
-        if rec.split is not None and rec.split not in SPLITS:
-            bad.append(f"{rec.name}: split {rec.split!r} is not one of {', '.join(SPLITS)}")
+        bad += record_path_problems(rec)
         labels = sorted({a.label for a in rec.annotations if a.kind == "label"})
         if len(labels) != 1:
             what = "no class label" if not labels else f"{len(labels)} class labels ({', '.join(labels)})"

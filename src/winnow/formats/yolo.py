@@ -36,8 +36,9 @@ import yaml
 
 from winnow.core import geometry
 from winnow.core.types import SPLIT_ALIASES, SPLITS, UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems, Source, Task
-from winnow.errors import FormatError, InvalidInputError, UnsafeInputError
+from winnow.errors import FormatError, InvalidInputError
 from winnow.formats.base import (
+    record_path_problems,
     IMAGE_EXTENSIONS,
     Format,
     ImageWriter,
@@ -649,15 +650,7 @@ def _check_writable(dataset: Dataset) -> None:
     """Raise :class:`InvalidInputError` naming every record YOLO cannot hold, before any write."""
     bad: list[str] = []
     for rec in dataset.images:
-        try:
-            path = safe_relpath(rec.name)
-        except UnsafeInputError as exc:
-            bad.append(f"{rec.name!r}: {exc}")
-            continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            bad.append(f"{rec.name}: no image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}); readers find images by it")
-        if rec.split is not None and rec.split not in SPLITS:
-            bad.append(f"{rec.name}: split {rec.split!r} is not one of {', '.join(SPLITS)}")
+        bad += record_path_problems(rec)
         if not rec.width or not rec.height:
             bad.append(f"{rec.name}: image size unknown; YOLO coordinates are normalised by it")
         if any(not _writable_annotation(a) for a in rec.annotations):

@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from PIL import Image
 
 from tests.quality_helpers import textured
 from winnow.embed.base import get_embedder
