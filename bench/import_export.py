@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = 1234
@@ -62,7 +63,7 @@ def generate(root: Path, n_images: int, boxes_per_image: int, seed: int = SEED) 
     from PIL import Image
 
     marker = root / ".complete"
-    params = {"images": n_images, "boxes_per_image": boxes_per_image, "seed": seed, "size": IMAGE_SIZE, "v": 1}
+    params = {"images": n_images, "boxes_per_image": boxes_per_image, "seed": seed, "size": list(IMAGE_SIZE), "v": 1}
     if marker.is_file() and json.loads(marker.read_text()) == params:
         return root
     if root.exists():
@@ -125,7 +126,7 @@ def _rss_kib() -> int:
 class _Timer:
     """Wall and CPU (user + system) seconds of a block, and the RSS before it."""
 
-    def __enter__(self) -> _Timer:
+    def __enter__(self) -> Self:
         self.rss_before = _rss_kib()
         self._cpu = os.times()
         self._t0 = time.perf_counter()
@@ -146,7 +147,7 @@ def _emit(timer: _Timer, **extra) -> None:
     sys.stdout.flush()
 
 
-def worker_floor(data: Path, mode: str) -> None:
+def worker_floor(data: Path, mode: str, store: Path) -> None:
     """The floor: ``json.load`` + every image's header; ``sha``: its bytes hashed too; ``store``:
     also written content-addressed (``<root>/ab/cd/<sha>`` via a temporary file and a rename,
     one ``syncfs`` at the end) - what any importer that keeps its own copy of the files must do."""
@@ -154,9 +155,8 @@ def worker_floor(data: Path, mode: str) -> None:
 
     from PIL import Image
 
-    store = data.parent / "work" / "floor-store"
-    shutil.rmtree(store, ignore_errors=True)
-    (store / ".tmp").mkdir(parents=True)
+    if mode == "store":
+        (store / ".tmp").mkdir(parents=True)
     folders: set[str] = set()
     with _Timer() as timer:
         with open(data / JSON_REL, "rb") as fh:
@@ -185,7 +185,6 @@ def worker_floor(data: Path, mode: str) -> None:
                 fd = os.open(store, os.O_RDONLY)
                 ctypes.CDLL(None, use_errno=True).syncfs(fd)
                 os.close(fd)
-    shutil.rmtree(store, ignore_errors=True)
     _emit(timer, images=n, annotations=len(doc["annotations"]))
 
 
@@ -435,24 +434,30 @@ def _prewarm(data: Path) -> None:
 
 @dataclass
 class Contender:
+    """One thing timed. ``{run}`` in ``cmd`` and ``env`` values is replaced by the run's number, so
+    that every run writes to folders of its own: nothing is deleted until the benchmark ends (on
+    ext4 without a journal, creating files soon after many were deleted is several times slower)."""
+
     name: str
     cmd: list[str]
     what: str
     env: dict[str, str] | None = None
     end_to_end: bool = False  # seconds = the whole process (the CLI), not a timed block inside it
-    prepare: Callable[[], None] | None = None
+    prepare: Callable[[int], None] | None = None
     runs: int = 0
     best: dict | None = None
     failure: str | None = None
 
-    def run(self, data: Path) -> None:
+    def run(self, data: Path, number: int) -> None:
         if self.failure:
             return
         if self.prepare is not None:
-            self.prepare()
+            self.prepare(number)
         _prewarm(data)
-        os.sync()  # the previous contender's deletions and writes are flushed before this one starts
-        res, wall, usage, tail = _run(self.cmd, env=self.env)
+        os.sync()  # what the previous contender wrote is on disk before this one starts
+        cmd = [arg.replace("{run}", str(number)) for arg in self.cmd]
+        env = None if self.env is None else {k: v.replace("{run}", str(number)) for k, v in self.env.items()}
+        res, wall, usage, tail = _run(cmd, env=env)
         if res is None or res.get("rc"):
             lines = [ln for ln in tail.strip().splitlines() if ln.strip()]
             self.failure = lines[-1] if lines else "no output"
@@ -476,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchors-python", default=None, help="an interpreter with datumaro and/or fiftyone installed")
     p.add_argument("--skip-anchors", action="store_true")
     p.add_argument("--profile", type=Path, default=None, help="write a cProfile of winnow's in-process import here")
+    p.add_argument("--baseline-src", type=Path, default=None,
+                   help="also time another winnow source tree (its src/ folder), e.g. the code before a change")
     p.add_argument("--docs", type=Path, default=None, help="write the results into this markdown file's import/export section")
     # worker mode (internal)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -490,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         w = args.worker
         if w.startswith("floor-"):
-            worker_floor(args.data, w.removeprefix("floor-"))
+            worker_floor(args.data, w.removeprefix("floor-"), args.dest)
         elif w == "pycocotools":
             worker_pycocotools(args.data)
         elif w == "import":
@@ -513,20 +520,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data set: {data} ({n:,} images, {n * k:,} boxes, JSON {json_bytes / 1e6:.1f} MB; "
           f"ready in {time.perf_counter() - started:.1f} s)")
     work = out / "work"
-    shutil.rmtree(work, ignore_errors=True)
+    trash = out / f"trash-{os.getpid()}"
+    if work.exists():  # left by an interrupted run: deleted at the end, not while anything is timed
+        work.rename(trash)
     work.mkdir(parents=True)
-    home, cli_home = work / "home", work / "home-cli"
-    coco_dir, yolo_dir = work / "export-coco", work / "export-yolo"
+    home = work / "home-0"  # the first in-process import: exported and checked
+    coco_dir, yolo_dir = work / "export-coco-0", work / "export-yolo-0"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     winnow_exe = str(Path(sys.executable).with_name("winnow"))
-    cli_env = dict(env, WINNOW_HOME=str(cli_home))
+    cli_env = dict(env, WINNOW_HOME=str(work / "home-cli-{run}"))
 
-    def fresh_cli_home() -> None:
-        shutil.rmtree(cli_home, ignore_errors=True)
-        subprocess.run([winnow_exe, "project", "create", "bench", "--task", "detect"], env=cli_env, check=True,
+    def create_cli_project(number: int) -> None:
+        subprocess.run([winnow_exe, "project", "create", "bench", "--task", "detect"],
+                       env=dict(cli_env, WINNOW_HOME=str(work / f"home-cli-{number}")), check=True,
                        stdout=subprocess.DEVNULL)
 
-    import_cmd = _self("--worker", "import", "--data", str(data), "--home", str(home))
+    import_cmd = _self("--worker", "import", "--data", str(data), "--home", str(work / "home-{run}"))
     if args.profile:
         import_cmd += ["--dest", str(args.profile.resolve())]
     contenders = [
@@ -534,27 +543,39 @@ def main(argv: list[str] | None = None) -> int:
                   "`json.load`, then open every image and read its size from the header (Pillow)"),
         Contender("floor + read + sha256", _self("--worker", "floor-sha", "--data", str(data)),
                   "the same reading every file's bytes and hashing them"),
-        Contender("floor + read + sha256 + store", _self("--worker", "floor-store", "--data", str(data)),
+        Contender("floor + read + sha256 + store",
+                  _self("--worker", "floor-store", "--data", str(data), "--dest", str(work / "floor-store-{run}")),
                   "the same writing every file content-addressed (temporary file + rename, one `syncfs`)"),
         Contender("pycocotools COCO()", _self("--worker", "pycocotools", "--data", str(data)),
                   "parse and index the JSON; opens no image"),
         Contender("winnow import (in-process)", import_cmd,
-                  "`import_dataset` into a fresh data home: read, check, hash, store, one transaction", env=env,
-                  prepare=lambda: shutil.rmtree(home, ignore_errors=True)),
+                  "`import_dataset` into a fresh data home: read, check, hash, store, one transaction", env=env),
         Contender("winnow import (CLI)", [winnow_exe, "import", "bench", str(data), "--json"],
                   "`winnow import bench DIR --json`, interpreter start included", env=cli_env, end_to_end=True,
-                  prepare=fresh_cli_home),
-        Contender("winnow export coco", _self("--worker", "export", "--home", str(home), "--dest", str(coco_dir),
-                                              "--format", "coco"),
-                  "`export_project` to COCO: read the store, copy the blobs, write the JSON", env=env,
-                  prepare=lambda: shutil.rmtree(coco_dir, ignore_errors=True)),
-        Contender("winnow export yolo", _self("--worker", "export", "--home", str(home), "--dest", str(yolo_dir),
-                                              "--format", "yolo"),
-                  "`export_project` to YOLO: read the store, copy the blobs, one label file per image", env=env,
-                  prepare=lambda: shutil.rmtree(yolo_dir, ignore_errors=True)),
+                  prepare=create_cli_project),
+        Contender("winnow export coco", _self("--worker", "export", "--home", str(home), "--dest",
+                                              str(work / "export-coco-{run}"), "--format", "coco"),
+                  "`export_project` to COCO: read the store, copy the blobs, write the JSON", env=env),
+        Contender("winnow export yolo", _self("--worker", "export", "--home", str(home), "--dest",
+                                              str(work / "export-yolo-{run}"), "--format", "yolo"),
+                  "`export_project` to YOLO: read the store, copy the blobs, one label file per image", env=env),
     ]
     if not Path(winnow_exe).exists():
         contenders[5].failure = f"no `winnow` command beside {sys.executable}"
+    if args.baseline_src:  # another winnow source tree (e.g. before a change), timed the same way
+        base_env = dict(os.environ, PYTHONPATH=str(args.baseline_src.resolve()))
+        base_home = work / "home-baseline-0"
+        contenders += [
+            Contender("baseline: winnow import (in-process)",
+                      _self("--worker", "import", "--data", str(data), "--home", str(work / "home-baseline-{run}")),
+                      f"as above, with the winnow in {args.baseline_src}", env=base_env),
+            Contender("baseline: winnow export coco", _self("--worker", "export", "--home", str(base_home), "--dest",
+                                                            str(work / "export-coco-baseline-{run}"), "--format", "coco"),
+                      f"as above, with the winnow in {args.baseline_src}", env=base_env),
+            Contender("baseline: winnow export yolo", _self("--worker", "export", "--home", str(base_home), "--dest",
+                                                            str(work / "export-yolo-baseline-{run}"), "--format", "yolo"),
+                      f"as above, with the winnow in {args.baseline_src}", env=base_env),
+        ]
 
     anchors: dict[str, str] = {}
     if args.skip_anchors:
@@ -566,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, module, snippet in (("Datumaro", "datumaro", DATUMARO_SNIPPET), ("FiftyOne", "fiftyone", FIFTYONE_SNIPPET)):
             found = subprocess.run(
                 [args.anchors_python, "-c", f"import importlib.util as u; print(u.find_spec('{module}') is not None)"],
-                capture_output=True, text=True,
+                capture_output=True, text=True, check=False,
             )
             if found.stdout.strip() != "True":
                 anchors[label] = f"not available: `{module}` is not installed in {args.anchors_python}"
@@ -580,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     for round_ in range(args.repeat):
         print(f"round {round_ + 1} of {args.repeat}:")
         for c in contenders:
-            c.run(data)
+            c.run(data, round_)
         if round_ == 0:  # correctness before speed: check what the first winnow import stored
             print("correctness:")
             res, _, _, tail = _run(_self("--worker", "check", "--data", str(data), "--home", str(home),
@@ -612,7 +633,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs:
         write_docs(args, rows, anchors, check, json_bytes, (load_before[0], load_after[0]))
         print(f"wrote {args.docs}")
-    shutil.rmtree(work, ignore_errors=True)
+    # deleting ~100,000 files makes creating files slower for a few minutes on some file systems
+    # (ext4 without a journal skips recently freed inodes): wait a while before running it again
+    for folder in (work, trash):
+        shutil.rmtree(folder, ignore_errors=True)
     return 0 if not check["failures"] else 1
 
 
@@ -620,6 +644,7 @@ def table(contenders: list[Contender], json_bytes: int) -> list[dict]:
     rows = []
     by_name = {c.name: c.best for c in contenders if c.best}
     floor = by_name.get("floor: json.load + Pillow header")
+    store_floor = by_name.get("floor + read + sha256 + store")
     for c in contenders:
         if c.best is None:
             continue
@@ -634,6 +659,7 @@ def table(contenders: list[Contender], json_bytes: int) -> list[dict]:
             "annotations": b.get("annotations"),
             "images_per_s": (b.get("images") or 0) / b["seconds"] if b["seconds"] else float("nan"),
             "x_floor": b["seconds"] / floor["seconds"] if floor else float("nan"),
+            "x_store": b["seconds"] / store_floor["seconds"] if store_floor else float("nan"),
             "peak_mb": b["peak_rss_kib"] / 1024,
             "growth_mb": None if b.get("rss_before_kib") is None else (b["peak_rss_kib"] - b["rss_before_kib"]) / 1024,
             "json_mb": json_bytes / 2**20,
@@ -645,12 +671,12 @@ def table(contenders: list[Contender], json_bytes: int) -> list[dict]:
 
 def render_text(rows: list[dict]) -> str:
     head = (f"{'contender':34s} {'seconds':>8s} {'cpu s':>7s} {'sys s':>6s} {'images/s':>9s} {'x floor':>8s} "
-            f"{'peak RSS':>9s} {'growth':>8s}")
+            f"{'x store':>8s} {'peak RSS':>9s} {'growth':>8s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         growth = "" if r["growth_mb"] is None else f"{r['growth_mb']:.0f} MB"
         lines.append(f"{r['name']:34s} {r['seconds']:8.2f} {r['cpu']:7.2f} {r['sys']:6.2f} {r['images_per_s']:9,.0f} "
-                     f"{r['x_floor']:8.2f} {r['peak_mb']:6.0f} MB {growth:>8s}")
+                     f"{r['x_floor']:8.2f} {r['x_store']:8.2f} {r['peak_mb']:6.0f} MB {growth:>8s}")
     return "\n".join(lines)
 
 
@@ -664,35 +690,40 @@ def write_docs(args, rows: list[dict], anchors: dict[str, str], check: dict, jso
         [".venv/bin/python bench/import_export.py", f"--images {args.images}", f"--boxes-per-image {args.boxes_per_image}"]
         + ([f"--repeat {args.repeat}"] if args.repeat != 1 else [])
         + ([f"--anchors-python {args.anchors_python}"] if args.anchors_python and not args.skip_anchors else [])
+        + ([f"--baseline-src {args.baseline_src}"] if args.baseline_src else [])
         + [f"--docs {args.docs}"]
     )
     lines = [
         DOCS_BEGIN,
-        f"Generated by `{cmd}` on {time.strftime('%Y-%m-%d %H:%M')} UTC: {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, load average {load[0]:.1f} before / {load[1]:.1f} after; "
-        f"JSON {json_bytes / 1e6:.1f} MB. Best of {args.repeat} round(s); \"cpu s\" is user + system time "
-        "of the timed block (of the whole process for the CLI).",
+        (
+            f"Generated by `{cmd}` on {time.strftime('%Y-%m-%d %H:%M')} UTC: {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, load average {load[0]:.1f} before / {load[1]:.1f} after; "
+            f"JSON {json_bytes / 1e6:.1f} MB. Best of {args.repeat} round(s); \"cpu s\" is user + system time "
+            "of the timed block (of the whole process for the CLI)."
+        ),
         "",
-        "| contender | seconds | cpu s (sys) | images/s | × floor | peak RSS | RSS growth | what is timed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| contender | seconds | cpu s (sys) | images/s | × floor | × store floor | peak RSS | RSS growth | what is timed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         growth = "" if r["growth_mb"] is None else f"{r['growth_mb']:.0f} MB"
         name = r["name"] + (f" {r['version']}" if r.get("version") else "")
         lines.append(f"| {name} | {r['seconds']:.2f} | {r['cpu']:.2f} ({r['sys']:.2f}) | {r['images_per_s']:,.0f} | "
-                     f"{r['x_floor']:.2f} | {r['peak_mb']:.0f} MB | {growth} | {r['what']} |")
+                     f"{r['x_floor']:.2f} | {r['x_store']:.2f} | {r['peak_mb']:.0f} MB | {growth} | {r['what']} |")
     shown = {r["name"].split()[0] for r in rows}
     for label, why in anchors.items():
         if label not in shown:
-            lines.append(f"| {label} | {why} | | | | | | |")
+            lines.append(f"| {label} | {why} | | | | | | | |")
     verdict = "OK" if not check["failures"] else "FAILED: " + "; ".join(check["failures"])
     lines += [
         "",
-        f"Correctness (checked before the timings are reported): {verdict}. {check['images']:,} images and "
-        f"{check['annotations']:,} boxes stored, equal to the JSON's (ids, names, sizes, every box); COCO export -> "
-        f"re-import gives identical records; the exported JSON's boxes differ from the source's by at most "
-        f"{check['coco_export_max_bbox_diff']:.2g} px (xywh -> xyxy -> xywh in float64); YOLO export -> re-import "
-        f"moves a box by at most {check['yolo_max_box_diff_px']:.2g} px.",
+        (
+            f"Correctness (checked before the timings are reported): {verdict}. {check['images']:,} images and "
+            f"{check['annotations']:,} boxes stored, equal to the JSON's (ids, names, sizes, every box); COCO "
+            f"export -> re-import gives identical records; the exported JSON's boxes differ from the source's by "
+            f"at most {check['coco_export_max_bbox_diff']:.2g} px (xywh -> xyxy -> xywh in float64); YOLO export "
+            f"-> re-import moves a box by at most {check['yolo_max_box_diff_px']:.2g} px."
+        ),
         DOCS_END,
     ]
     block = "\n".join(lines)

@@ -41,15 +41,7 @@ from pycocotools import mask as mask_utils
 from winnow.core import geometry
 from winnow.core.types import SPLITS, Annotation, Dataset, ImageRecord, Problems, Source, Task, is_finite_number
 from winnow.errors import FormatError, InvalidInputError, UnsafeInputError
-from winnow.formats.base import (
-    Format,
-    ImageWriter,
-    InsideChecker,
-    find_images,
-    register,
-    safe_relpath,
-    write_image,
-)
+from winnow.formats.base import Format, ImageWriter, InsideChecker, find_images, register, safe_relpath, write_image
 from winnow.media import MAX_IMAGE_PIXELS, probe_file
 
 #: COCO ids are non-negative integers that fit in a signed 64-bit integer (what SQL and numpy hold).

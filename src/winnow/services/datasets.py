@@ -20,6 +20,7 @@ from winnow.config import DEFAULT_WORKSPACE
 from winnow.core.types import SPLITS, Annotation, Dataset, ImageRecord, Source, Task
 from winnow.errors import ConflictError, InvalidInputError
 from winnow.formats import get_format
+from winnow.formats.coco import gc_paused
 from winnow.services.projects import class_names, get_project
 from winnow.store import models as m
 from winnow.store.db import Store
@@ -175,7 +176,7 @@ def load_dataset(
     split: str | None = None,
 ) -> Dataset:
     """The project (or one split of it) as a :class:`Dataset` whose records point at blobs."""
-    with store.read() as session:
+    with store.read() as session, gc_paused():  # no cyclic-GC passes over the records as they are built
         project = get_project(session, project_name, workspace)
         images = list(session.execute(_image_query(project.id, split=split).with_only_columns(*_IMAGE_COLUMNS)))
         return Dataset(
@@ -293,7 +294,8 @@ def export_project(
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        fmt.write(dataset, staging, copy_blob)
+        with gc_paused():
+            fmt.write(dataset, staging, copy_blob)
         if dest.exists():
             dest.rmdir()
         os.replace(staging, dest)

@@ -34,6 +34,7 @@ from winnow.core.validate import MAX_LABEL_LENGTH, validate_image
 from winnow.errors import InvalidInputError, NotFoundError
 from winnow.formats import detect_format, get_format
 from winnow.formats.base import InsideChecker
+from winnow.formats.coco import gc_paused
 from winnow.services.projects import class_names, get_project
 from winnow.store import models as m
 from winnow.store.blobs import sha256_bytes
@@ -518,14 +519,16 @@ def import_records(
     report = ImportReport(project=project_name, source=source or str(root), format=format)
     if dataset.images and dataset.infer_task() is not project_task and project_task is not Task.CLASSIFY:
         problems.warning(root, f"the dataset looks like {dataset.infer_task().value} data; the project's task is {project_task.value}")
-    prepared = _prepare(dataset, Path(root), store, existing, report, problems, progress)
-    store.blobs.sync()  # blobs are durable before any row points at them
-    with store.write() as session:
-        project = get_project(session, project_name, workspace)
-        prepared = _drop_names_taken_meanwhile(session, project.id, prepared, problems)
-        report.duplicates += _stored_duplicates(session, project.id, prepared)
-        _insert_rows(
-            session, project, dataset, prepared, report, problems,
-            split=split, tags=tags, clip=clip, started=started,
-        )
+    # millions of small objects are made and kept below: no cyclic-GC pass over all of them
+    with gc_paused():
+        prepared = _prepare(dataset, Path(root), store, existing, report, problems, progress)
+        store.blobs.sync()  # blobs are durable before any row points at them
+        with store.write() as session:
+            project = get_project(session, project_name, workspace)
+            prepared = _drop_names_taken_meanwhile(session, project.id, prepared, problems)
+            report.duplicates += _stored_duplicates(session, project.id, prepared)
+            _insert_rows(
+                session, project, dataset, prepared, report, problems,
+                split=split, tags=tags, clip=clip, started=started,
+            )
     return report
