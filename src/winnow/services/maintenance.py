@@ -3,7 +3,8 @@
 ``verify`` re-hashes every blob the database references: a missing one is reported, a corrupted
 one (its bytes no longer hash to its name) is moved to ``<home>/quarantine`` and reported. Blobs
 on disk that no record references (left by an interrupted import) are listed, and removed with
-``gc=True``.
+``gc=True`` once they are older than ``grace_seconds`` (an hour by default), so a gc never
+deletes the blobs of an import that is still running.
 """
 
 from __future__ import annotations
@@ -37,7 +38,18 @@ class VerifyReport:
         return asdict(self) | {"ok": self.ok}
 
 
-def verify(store: Store, *, gc: bool = False, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+#: ``gc`` leaves unreferenced blobs younger than this alone: an import writes its blobs before it
+#: commits the rows that reference them, and may still be running.
+GC_GRACE_SECONDS = 3600.0
+
+
+def verify(
+    store: Store,
+    *,
+    gc: bool = False,
+    grace_seconds: float = GC_GRACE_SECONDS,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
     report = VerifyReport()
     with store.read() as session:
         referenced = set(session.scalars(select(m.Image.sha256).distinct()))
@@ -61,9 +73,9 @@ def verify(store: Store, *, gc: bool = False, progress: Callable[[int, int], Non
         with store.write() as session:  # hold the write lock: no import can reference them meanwhile
             still = set(session.scalars(select(m.Image.sha256).distinct()))
             for sha in report.unreferenced:
-                if sha not in still:
+                if sha not in still and store.blobs.age(sha) >= grace_seconds:
                     store.blobs.remove(sha)
                     session.execute(m.Blob.__table__.delete().where(m.Blob.sha256 == sha))
                     report.removed += 1
-        store.blobs.clean_tmp()
+        store.blobs.clean_tmp(older_than=grace_seconds)
     return report

@@ -19,6 +19,7 @@ import itertools
 import os
 import shutil
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,8 +187,21 @@ class BlobStore:
     def remove(self, sha: str) -> None:
         self.path(sha).unlink(missing_ok=True)
 
-    def clean_tmp(self) -> None:
-        """Remove temporary files left by a killed writer."""
+    def age(self, sha: str) -> float:
+        """Seconds since the blob was written (``inf`` when it is missing)."""
+        try:
+            return time.time() - self.path(sha).stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
+    def clean_tmp(self, older_than: float = 0.0) -> None:
+        """Remove temporary files left by a killed writer (only those older than ``older_than`` s,
+        so a writer still at work keeps its files)."""
         if self._tmp.is_dir():
+            now = time.time()
             for leftover in self._tmp.iterdir():
-                leftover.unlink(missing_ok=True)
+                try:
+                    if now - leftover.stat().st_mtime >= older_than:
+                        leftover.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    pass
