@@ -50,11 +50,16 @@ def area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
-def clip(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
-    """Clip ``xyxy`` boxes to the image ``[0, width] x [0, height]``."""
+def clip(boxes: np.ndarray, width: float | np.ndarray, height: float | np.ndarray) -> np.ndarray:
+    """Clip ``xyxy`` boxes to the image ``[0, width] x [0, height]``.
+
+    ``width`` and ``height`` are one image's size, or ``(N,)`` arrays giving each box its own image.
+    """
     b = as_boxes(boxes).copy()
-    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, width)
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, height)
+    w = np.asarray(width, dtype=np.float64).reshape(-1, 1)
+    h = np.asarray(height, dtype=np.float64).reshape(-1, 1)
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
     return b
 
 

@@ -106,14 +106,6 @@ def _coords(bbox) -> tuple[float, float, float, float]:
     return values if len(values) == 4 else (math.nan,) * 4
 
 
-def _clip_rows(xyxy: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
-    """Clip each row's box to its own image (``width``/``height`` are per row)."""
-    out = xyxy.copy()
-    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0.0, width[:, None])
-    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0.0, height[:, None])
-    return out
-
-
 def _ids(*anns: Annotation) -> list[int]:
     return [a.id for a in anns if a.id is not None]
 
@@ -187,7 +179,7 @@ class BoxOutOfBounds(Check):
         if not out.any():
             return
         sides = np.clip(np.stack([-b[:, 0], -b[:, 1], b[:, 2] - W, b[:, 3] - H], axis=1), 0, None)  # px past each edge
-        clipped = _clip_rows(b, W, H)
+        clipped = geometry.clip(b, W, H)
         with np.errstate(divide="ignore", invalid="ignore"):
             outside_fraction = 1.0 - geometry.area(clipped) / geometry.area(b)
         on_image = geometry.positive(clipped)
@@ -296,7 +288,7 @@ class HugeBox(Check):
         if not len(t):
             return
         limit = float(max_area_fraction)
-        clipped = _clip_rows(t.xyxy, t.width, t.height)
+        clipped = geometry.clip(t.xyxy, t.width, t.height)
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = geometry.area(clipped) / (t.width * t.height)
             huge = geometry.positive(t.xyxy) & (frac > limit)

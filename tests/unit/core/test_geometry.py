@@ -62,3 +62,8 @@ def test_paired_iou_is_the_diagonal_of_the_iou_matrix():
     xy = rng.uniform(0, 50, size=(20, 2))
     b = np.concatenate([xy, xy + rng.uniform(1, 30, size=(20, 2))], axis=1)
     assert np.allclose(g.paired_iou(a, b), np.diag(g.iou(a, b)))
+
+
+def test_clip_with_a_size_per_box():
+    b = np.array([[-5, -5, 50, 50], [-5, -5, 50, 50]], dtype=float)
+    assert g.clip(b, np.array([10, 30]), np.array([20, 40])).tolist() == [[0, 0, 10, 20], [0, 0, 30, 40]]
