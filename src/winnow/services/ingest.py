@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from winnow import archive, media
 from winnow.config import DEFAULT_WORKSPACE
-from winnow.core import geometry
 from winnow.core.types import SPLITS, Annotation, Dataset, ImageRecord, Problem, Problems, Task
-from winnow.core.validate import MAX_LABEL_LENGTH, validate_image
+from winnow.core.validate import already_valid, validate_image
 from winnow.errors import InvalidInputError, NotFoundError
 from winnow.formats import detect_format, get_format
 from winnow.formats.base import InsideChecker
@@ -257,59 +255,14 @@ def _bind_column(process: Callable[[Any], Any], values: Sequence[Any]) -> list[A
     return list(map(bound.__getitem__, ids))
 
 
-def _plain(ann: Annotation) -> bool:
-    """A box of four floats with a label and nothing else to check (no polygon, mask or score)."""
-    box = ann.bbox
-    return (
-        type(box) is tuple
-        and len(box) == 4
-        and type(box[0]) is float
-        and type(box[1]) is float
-        and type(box[2]) is float
-        and type(box[3]) is float
-        and type(ann.label) is str
-        and ann.polygon is None
-        and ann.rle is None
-        and ann.score is None
-    )
-
-
 def _validated(prepared: list[_Prepared], report: ImportReport, problems: Problems, *, clip: bool) -> list[list[Annotation]]:
     """The annotations to store for each prepared record: :func:`validate_image`'s verdict.
 
-    Most records hold only plain boxes (:func:`_plain`) with a good label, finite, positive and
-    inside the image: :func:`validate_image` keeps those unchanged and says nothing about them.
-    They are recognised with one numpy pass over every box of the import; every other record
-    goes through :func:`validate_image` itself (problems and counts are reported from it).
+    Records :func:`already_valid` recognises (one numpy pass over every box of the import) are
+    kept as they are; every other record goes through :func:`validate_image` itself (problems and
+    counts are reported from it).
     """
-    good_label: dict[str, bool] = {}
-    boxes: list[tuple[float, float, float, float]] = []
-    sizes: list[tuple[int, int]] = []
-    owners: list[int] = []
-    checked = [True] * len(prepared)  # False: not plain, validate_image decides
-    for k, p in enumerate(prepared):
-        size = (p.info.width, p.info.height)
-        for ann in p.record.annotations:
-            if not _plain(ann):
-                checked[k] = False
-                break
-            label = ann.label
-            ok = good_label.get(label)
-            if ok is None:
-                ok = good_label[label] = bool(label.strip()) and len(label) <= MAX_LABEL_LENGTH
-            if not ok:
-                checked[k] = False
-                break
-            boxes.append(ann.bbox)
-            sizes.append(size)
-            owners.append(k)
-    if boxes:
-        xyxy = np.array(boxes, dtype=np.float64)
-        wh = np.array(sizes, dtype=np.float64)
-        fine = geometry.positive(xyxy) & geometry.inside(xyxy, wh[:, 0], wh[:, 1])
-        for k in np.asarray(owners)[~fine].tolist():
-            checked[k] = False
-
+    checked = already_valid([p.record for p in prepared], [(p.info.width, p.info.height) for p in prepared])
     out: list[list[Annotation]] = []
     for p, plain in zip(prepared, checked, strict=True):
         rec = p.record

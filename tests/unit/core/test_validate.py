@@ -75,3 +75,22 @@ def test_labels_must_be_present_and_bounded():
 def test_bad_scores_dropped_with_warning():
     v = validate_image(_rec(Annotation("a", bbox=(0, 0, 1, 1), score=1.5)), 10, 10)
     assert v.kept[0].score is None and "score" in v.warnings[0][1]
+
+
+def test_already_valid_agrees_with_validate_image():
+    from winnow.core.validate import already_valid
+
+    recs = [
+        _rec(Annotation("cat", bbox=(1.0, 2.0, 30.0, 40.0))),  # plain and inside
+        _rec(Annotation("cat", bbox=(1.0, 2.0, 300.0, 40.0))),  # outside: needs a warning
+        _rec(Annotation("cat", bbox=(1, 2, 30, 40))),  # ints: not plain, validate_image decides
+        _rec(Annotation(" ", bbox=(1.0, 2.0, 30.0, 40.0))),  # blank label
+        _rec(Annotation("cat", bbox=(1.0, 2.0, 30.0, 40.0), score=0.5)),
+        _rec(),
+    ]
+    flags = already_valid(recs, [(100, 50)] * len(recs))
+    assert flags == [True, False, False, False, False, True]
+    for rec, flag in zip(recs, flags, strict=True):
+        if flag:
+            v = validate_image(rec, 100, 50)
+            assert not v.rejected and not v.warnings and len(v.kept) == len(rec.annotations)
