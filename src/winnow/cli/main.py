@@ -8,20 +8,15 @@ progress bar on stderr when it is a terminal.
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
+from winnow.cli.versions import version_app
 from winnow.config import DEFAULT_WORKSPACE
-from winnow.errors import WinnowError
 
 app = typer.Typer(
     name="winnow",
@@ -32,56 +27,7 @@ app = typer.Typer(
 )
 project_app = typer.Typer(help="Create, list and inspect projects.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
-
-# markup=False: dataset strings (labels, names, messages) are printed as they are, never parsed
-# as Rich markup - a class called "" stays "".
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, markup=False)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]
-
-
-def _store():
-    from winnow.store.db import Store
-
-    return Store.open()
-
-
-def _emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-@contextmanager
-def _errors(as_json: bool) -> Iterator[None]:
-    try:
-        yield
-    except WinnowError as exc:
-        if as_json:
-            _emit_json({"error": str(exc), "type": type(exc).__name__})
-        err.print(f"error: {exc}")
-        raise typer.Exit(1) from None
-
-
-@contextmanager
-def _progress(description: str, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled or not err.is_terminal:
-        yield None
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+app.add_typer(version_app, name="version")
 
 
 # ----------------------------------------------------------------------------------- projects
@@ -223,18 +169,23 @@ def import_cmd(
 
 @app.command("export")
 def export_cmd(
-    project: str,
+    project: Annotated[str, typer.Argument(help="PROJECT, or PROJECT@VERSION to export a version's files.")],
     dest: Path,
     format: Annotated[str, typer.Option("--format", "-f", help="Format to write.")],
     split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split.")] = None,
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a project to DEST (a new or empty folder) in a format."""
+    """Export a project (or one of its versions) to DEST (a new or empty folder) in a format."""
     from winnow.services.datasets import export_project
+    from winnow.services.versions import export_version, parse_ref
 
     with _errors(as_json), _progress("exporting", not as_json) as progress:
-        report = export_project(_store(), project, dest, format, workspace=workspace, split=split, progress=progress)
+        name, ref = parse_ref(project)
+        if ref is None:
+            report = export_project(_store(), name, dest, format, workspace=workspace, split=split, progress=progress)
+        else:
+            report = export_version(_store(), name, ref, dest, format, workspace=workspace, split=split, progress=progress)
     if as_json:
         _emit_json(report.as_dict())
     else:

@@ -156,3 +156,33 @@ def polygon_is_simple(part: Sequence[float]) -> bool:
     gap = np.abs(idx[:, None] - idx[None, :])
     adjacent = (gap <= 1) | (gap == n - 1)
     return not bool((crossing & ~adjacent).any())
+
+
+def clip_polygon(part: Sequence[float] | np.ndarray, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
+    """Clip one ring to the rectangle ``[x1, x2] x [y1, y2]`` (Sutherland-Hodgman, vectorised per edge).
+
+    ``part`` is a flat ``[x0, y0, x1, y1, ...]`` ring or an ``(N, 2)`` array, in absolute pixels.
+    Returns the clipped ring as an ``(M, 2)`` float64 array: ``M == 0`` when the ring lies wholly
+    outside. A convex ring stays one ring; a concave ring that leaves and re-enters the rectangle
+    comes back as one ring whose pieces are joined along the rectangle's border (zero-area
+    bridges), as Sutherland-Hodgman does.
+    """
+    pts = np.asarray(part, dtype=np.float64).reshape(-1, 2)
+    # (axis, bound, sign): keep points where sign * (coord - bound) >= 0.
+    for axis, bound, sign in ((0, x1, 1.0), (0, x2, -1.0), (1, y1, 1.0), (1, y2, -1.0)):
+        if len(pts) == 0:
+            break
+        nxt = np.roll(pts, -1, axis=0)
+        d = sign * (pts[:, axis] - bound)
+        dn = sign * (nxt[:, axis] - bound)
+        inside = d >= 0
+        crossing = inside != (dn >= 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(crossing, d / (d - dn), 0.0)
+        cut = pts + t[:, None] * (nxt - pts)
+        cut[:, axis] = bound  # exactly on the border, whatever the rounding
+        # Edge i (pts[i] -> pts[i+1]) contributes pts[i] when inside, then the crossing point.
+        candidates = np.stack([pts, cut], axis=1).reshape(-1, 2)
+        keep = np.stack([inside, crossing], axis=1).reshape(-1)
+        pts = candidates[keep]
+    return pts

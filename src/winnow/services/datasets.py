@@ -266,17 +266,39 @@ def export_project(
     split: str | None = None,
     progress: ProgressFn | None = None,
 ) -> ExportReport:
-    """Write the project to ``dest`` (a new or empty folder) in ``format``.
+    """Write the project to ``dest`` (a new or empty folder) in ``format``."""
+    started = time.perf_counter()
+    fmt = get_format(format)
+    dest = _export_destination(dest)
+    dataset = load_dataset(store, project_name, workspace=workspace, split=split)
+    write_dataset(store, dataset, dest, fmt.name, progress=progress)
+    return ExportReport(
+        project=project_name,
+        format=fmt.name,
+        dest=str(dest),
+        images=len(dataset.images),
+        annotations=dataset.annotation_count,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _export_destination(dest: Path | str) -> Path:
+    dest = Path(dest).resolve()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ConflictError(f"{dest}: export destination exists and is not an empty folder")
+    return dest
+
+
+def write_dataset(
+    store: Store, dataset: Dataset, dest: Path | str, format: str, *, progress: ProgressFn | None = None
+) -> None:
+    """Write ``dataset`` (records whose ``sha256`` names their blob) to ``dest`` in ``format``.
 
     The files are written to a temporary folder beside ``dest`` and renamed into place, so
     ``dest`` holds either a whole export or nothing.
     """
-    started = time.perf_counter()
     fmt = get_format(format)
-    dest = Path(dest).resolve()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise ConflictError(f"{dest}: export destination exists and is not an empty folder")
-    dataset = load_dataset(store, project_name, workspace=workspace, split=split)
+    dest = _export_destination(dest)
     if dataset.task not in fmt.tasks:
         raise InvalidInputError(
             f"format {fmt.name!r} cannot hold {dataset.task.value} labels (it holds: {', '.join(sorted(t.value for t in fmt.tasks))})"
@@ -302,11 +324,3 @@ def export_project(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExportReport(
-        project=project_name,
-        format=fmt.name,
-        dest=str(dest),
-        images=total,
-        annotations=dataset.annotation_count,
-        seconds=round(time.perf_counter() - started, 3),
-    )

@@ -156,6 +156,10 @@ class BlobStore:
                 os.close(fd)
         self._pending.clear()
 
+    def adopt(self, shas: list[str]) -> None:
+        """Count blobs another process wrote with ``durable=False`` as pending for :meth:`sync`."""
+        self._pending.extend(self.path(sha) for sha in shas)
+
     def read(self, sha: str) -> bytes:
         return self.path(sha).read_bytes()
 

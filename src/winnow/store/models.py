@@ -159,3 +159,33 @@ class Change(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200), default=None)
     undone_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class Version(Base):
+    """An immutable dataset version: its manifest lives in ``<home>/versions/<version_id>/``.
+
+    ``version_id`` is the SHA-256 of the version's content (images, annotation revisions,
+    splits, recipe), so the same inputs give the same id on any machine. Only ``name`` may change
+    after creation; ``outputs_sha256`` is set once, when the version is first materialised. The
+    SQLite database enforces both with triggers (migration 0003).
+    """
+
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("project_id", "version_id"),
+        UniqueConstraint("project_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[str] = mapped_column(String(64), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(200), default=None)
+    parent: Mapped[str | None] = mapped_column(String(64), default=None)  # the parent's version_id
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    outputs_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    recipe: Mapped[Any] = mapped_column(JSON)
+    summary: Mapped[Any] = mapped_column(JSON)
+    lineage: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
