@@ -15,3 +15,7 @@ def test_demo_finds_every_planted_defect_and_fixes_the_safe_ones(tmp_path):
     assert summary["fix"]["images_removed"] and len(summary["fix"]["boxes_clipped"]) == 1
     assert (tmp_path / "out" / "health.html").stat().st_size > 10_000
     assert set(summary["exports"]) == {"coco", "createml", "csv", "labelme", "voc", "yolo"}
+    version = summary["version"]
+    assert version["splitting"]["moved"] == ["images/resized_second.png"], "the planted leak is repaired in the version"
+    train = version["counts"]["splits"]["train"]["images"]
+    assert version["export"]["splits"]["train"] == 3 * train, "each train image plus 2 augmented copies"

@@ -26,11 +26,16 @@ from winnow.services.fixes import apply_fixes
 from winnow.services.datasets import export_project, load_dataset
 from winnow.services.ingest import import_dataset
 from winnow.services.projects import create_project, delete_project, show_project
+from winnow.services.versions import create_version, export_version
 from winnow.store.db import Store
 from winnow.synthetic import generate
 
 PROJECT = "demo-shapes"
 ROUNDTRIP = "demo-shapes-roundtrip"
+
+
+#: The demo version's augmentation recipe (docs/versions.md).
+DEMO_AUGMENT = "outputs=2,flip=h,rotate=10,brightness=0.2,contrast=0.2,blur=1"
 
 
 def _fresh_project(store: Store, name: str, task: Task) -> None:
@@ -113,6 +118,18 @@ def run_demo(store: Store, out_dir: Path, *, n_images: int = 120, echo: Callable
         f"(change {fixed.change_id}; `winnow undo {PROJECT}` reverts it); {fixed.findings_skipped} findings left for review"
     )
 
+    say("8. making an immutable version: duplicates kept in one split, 2 augmented copies per train image")
+    version = create_version(store, PROJECT, seed=7, augment=DEMO_AUGMENT, name="demo-v1")
+    sp = version.splitting
+    say(
+        f"   {version.ref} (v{version.number}): "
+        + ", ".join(f"{k} {c['images']}" for k, c in version.counts["splits"].items())
+        + f"; {sp['duplicate_groups']} duplicate groups kept together, {len(sp['moved'])} image(s) moved out of a leak"
+        + (f" ({', '.join(sp['moved'])})" if sp["moved"] else "")
+    )
+    exported = export_version(store, PROJECT, version.version, out_dir / "versions" / "demo-v1-yolo", "yolo")
+    say(f"   exported {exported.images} files ({exported.splits}) -> {exported.dest}")
+
     seconds = round(time.perf_counter() - started, 2)
     say(f"done in {seconds}s. Try: winnow project show {PROJECT}   winnow check {PROJECT} --html report.html")
     return {
@@ -123,6 +140,7 @@ def run_demo(store: Store, out_dir: Path, *, n_images: int = 120, echo: Callable
         "health": hs,
         "planted": planted,
         "fix": fixed.as_dict(),
+        "version": version.as_dict() | {"export": exported.as_dict()},
         "seconds": seconds,
     }
 
