@@ -296,3 +296,32 @@ def test_cli_version_commands(tmp_path):
     assert written == json.loads(res.stdout)["images"] == 10
     res = runner.invoke(app, ["version", "show", "shapes@nope"], env=env)
     assert res.exit_code == 1 and "no version 'nope'" in res.stderr
+
+
+def test_mosaic_outputs_mix_other_train_images_and_are_reproducible(tmp_path, monkeypatch):
+    store = synthetic_store(tmp_path, n=16)
+    recipe = "outputs=1,mosaic=1"
+    v = create_version(store, "shapes", resplit=True, seed=2, augment=recipe)
+    _, outputs = materialize_version(store, "shapes", v.version, workers=1)
+    sources = {r.name: r for r in load_version(store, "shapes", v.version).manifest.images}
+    mixed = 0
+    for rec in outputs:
+        if "_aug1" not in rec.name:
+            continue
+        src = sources[rec.metadata["source"]]
+        assert (rec.width, rec.height) == (src.width, src.height)
+        for a in rec.annotations:
+            x1, y1, x2, y2 = a.bbox
+            assert 0 <= x1 < x2 <= rec.width and 0 <= y1 < y2 <= rec.height
+        mixed += rec.sha256 != src.sha256
+    assert mixed == v.counts["splits"]["train"]["images"]
+
+    other = Store.open(tmp_path / "home-2")
+    create_project(other, "shapes", "detect")
+    import_dataset(other, "shapes", tmp_path / "src-0-16" / "coco", format="coco")
+    v2 = create_version(other, "shapes", resplit=True, seed=2, augment=recipe)
+    from winnow.versions import materialize
+
+    monkeypatch.setattr(materialize, "_POOL_MIN_JOBS", 1)  # a real process pool even for a few images
+    _, outputs2 = materialize_version(other, "shapes", v2.version, workers=2)
+    assert [(r.name, r.sha256) for r in outputs2] == [(r.name, r.sha256) for r in outputs], "same bytes with 1 or 2 workers"

@@ -66,9 +66,11 @@ class VersionSummary:
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
     """``PROJECT@VERSION`` -> ``(project, version)``; ``PROJECT`` -> ``(project, None)``."""
-    project, sep, version = ref.rpartition("@")
+    project, sep, version = ref.strip().rpartition("@")
     if not sep:
-        return ref, None
+        if not version:
+            raise InvalidInputError("expected PROJECT or PROJECT@VERSION, got nothing")
+        return version, None
     if not project or not version:
         raise InvalidInputError(f"{ref!r}: expected PROJECT@VERSION (a version id prefix, vN, a name or 'latest')")
     return project, version
