@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
+from winnow.cli.evaluate import eval_cmd
 from winnow.cli.versions import version_app
 from winnow.config import DEFAULT_WORKSPACE
 
@@ -28,6 +29,7 @@ app = typer.Typer(
 project_app = typer.Typer(help="Create, list and inspect projects.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
 app.add_typer(version_app, name="version")
+app.command("eval")(eval_cmd)
 
 
 # ----------------------------------------------------------------------------------- projects

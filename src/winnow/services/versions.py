@@ -225,11 +225,11 @@ def create_version(
     ``resplit``; images new to both are split by ``split``'s ratios. Duplicate clusters (exact
     and near) and each ``group_by`` metadata value stay in one split.
     """
-    from winnow.versions import transforms
+    from winnow.versions import spec, transforms
 
     ratios = parse_ratios(split)
-    steps = transforms.parse_preprocess(DEFAULT_PREPROCESS if preprocess is None else preprocess)
-    aug = transforms.parse_augment(augment)
+    steps = spec.parse_preprocess(DEFAULT_PREPROCESS if preprocess is None else preprocess)
+    aug = spec.parse_augment(augment)
     group_by = sorted({k.strip() for k in (group_by or []) if k.strip()})
     if name is not None:
         name = validate_name(name, "version")
@@ -243,7 +243,7 @@ def create_version(
 
     full = load_dataset(store, project, workspace=workspace)
     task = full.task or Task.DETECT
-    labelled = transforms.label_steps(steps)
+    labelled = spec.label_steps(steps)
     records: list[ImageRecord] = []
     for rec in sorted(full.images, key=lambda r: r.name):
         if UNLABELED_TAG in rec.tags:

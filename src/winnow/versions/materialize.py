@@ -32,7 +32,7 @@ import numpy as np
 
 from winnow.core.types import Annotation, ImageRecord, Source
 from winnow.store.blobs import BlobStore
-from winnow.versions import transforms
+from winnow.versions import spec, transforms
 from winnow.versions.manifest import Manifest
 
 ProgressFn = Callable[[int, int], None]
@@ -156,7 +156,7 @@ def _make(index: int) -> list[dict[str, Any]]:
     elif fmt == "PNG" and PurePosixPath(name).suffix.lower() == ".png":
         ext = PurePosixPath(name).suffix
     base = transforms.Sample(image=_decode(blobs, name, sha), annotations=[_copy(a) for a in anns])
-    samples = transforms.preprocess(base, transforms.pixel_steps(ctx.steps))
+    samples = transforms.preprocess(base, spec.pixel_steps(ctx.steps))
     outputs: list[tuple[transforms.Sample, str]] = [(s, s.suffix) for s in samples]
     if split == "train" and ctx.augment.get("outputs"):
         for s in samples:
@@ -199,7 +199,7 @@ def _partner_loader(ctx: _Context, blobs: BlobStore, index: int, seed: int) -> C
         for p in picks:
             pname, psha, _, panns = ctx.images[pool[int(p)]]
             sample = transforms.Sample(image=_decode(blobs, pname, psha), annotations=[_copy(a) for a in panns])
-            out.append(transforms.preprocess(sample, transforms.pixel_steps(ctx.steps))[0])
+            out.append(transforms.preprocess(sample, spec.pixel_steps(ctx.steps))[0])
         return out
 
     return load
@@ -207,7 +207,7 @@ def _partner_loader(ctx: _Context, blobs: BlobStore, index: int, seed: int) -> C
 
 def _is_identity(steps: list[dict[str, Any]], orientation: int, augmented: bool) -> bool:
     """True when the recipe leaves this image's pixels as they are."""
-    pixel = transforms.pixel_steps(steps)
+    pixel = spec.pixel_steps(steps)
     if augmented:
         return False
     for step in pixel:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from winnow.errors import InvalidInputError
 from winnow.services.versions import parse_ref
 from winnow.versions.splits import parse_ratios
-from winnow.versions.transforms import parse_augment, parse_preprocess
+from winnow.versions.spec import parse_augment, parse_preprocess
 
 TOKENS = st.sampled_from(
     ["resize", "=", "640x640", ":fit", ":", "x", ",", "+", ">", "tile", "2x2", "rotate", "15", "-3", "1e999", "nan",

@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 from winnow.core import geometry
 from winnow.core.types import Annotation, Source
 from winnow.errors import InvalidInputError
+from winnow.versions import spec as S
 from winnow.versions import transforms as T
 
 # pycocotools 2.0.x under numpy 2 warns on every decode; not ours to fix here.
@@ -148,7 +149,7 @@ def test_augmented_box_stays_on_the_shape(shape, spec):
     sample = SHAPES[shape]()
     before = sample.image.copy()
     original = sample.annotations[0]
-    aug = T.parse_augment(spec)
+    aug = S.parse_augment(spec)
     # Cutout may hide part of the shape: the bright extent then shrinks while the box and the
     # mask rightly do not (the object is occluded, not gone), so tightness and "mask pixels are
     # bright" are only checked without it. Containment always is: holes are gray, never bright.
@@ -185,7 +186,7 @@ def test_augmented_box_stays_on_the_shape(shape, spec):
 def test_polygon_box_is_tighter_than_a_rotated_box():
     """A rotated ellipse's box comes from its polygon, not from rotating its old box."""
     sample = ellipse_sample()
-    aug = T.parse_augment("rotate=40:40")
+    aug = S.parse_augment("rotate=40:40")
     out = T.augment(sample, aug, 0)
     box = out.annotations[0].bbox
     # The old box rotated by 40 degrees about the image centre, for comparison.
@@ -208,7 +209,7 @@ def test_what_the_crop_cuts_away_stays_out_of_the_box_when_the_warp_zooms_out(ki
     if kind == "polygon":
         geometry_kw["polygon"] = [[20.0, 16.0, 180.0, 16.0, 180.0, 144.0, 20.0, 144.0]]
     sample = T.Sample(img, [Annotation("big", **geometry_kw)])
-    aug = T.parse_augment("crop=0.5:0.5,scale=-0.5:-0.5,rotate=0:10")
+    aug = S.parse_augment("crop=0.5:0.5,scale=-0.5:-0.5,rotate=0:10")
     for seed in range(10):
         out = T.augment(sample, aug, seed)
         bright = bright_mask(out.image)
@@ -231,14 +232,14 @@ def test_what_keeps_under_a_quarter_of_its_area_in_the_image_is_dropped():
         Annotation("poly20", polygon=rect(170.0, 0.0, 200.0, 40.0)),
         Annotation("whole-image-label"),
     ]
-    out = T.augment(T.Sample(background(), anns), T.parse_augment("scale=0.25:0.25"), 0)
+    out = T.augment(T.Sample(background(), anns), S.parse_augment("scale=0.25:0.25"), 0)
     by = {a.label: a for a in out.annotations}
     assert sorted(by) == ["box36", "poly36", "whole-image-label"]
     assert by["box36"].bbox == pytest.approx((162.5, 0, 200, 30), abs=1e-3)
     assert by["poly36"].bbox == pytest.approx((162.5, 0, 200, 30), abs=1e-3)
     assert geometry.polygon_area(by["poly36"].polygon[0]) == pytest.approx(37.5 * 30, abs=0.1)
     # zoom x0.5: the same boxes come fully inside, scaled about the centre
-    out = T.augment(T.Sample(background(), anns), T.parse_augment("scale=-0.5:-0.5"), 0)
+    out = T.augment(T.Sample(background(), anns), S.parse_augment("scale=-0.5:-0.5"), 0)
     assert {a.label: a.bbox for a in out.annotations}["box20"] == pytest.approx((135, 40, 150, 60), abs=1e-3)
 
 
@@ -268,7 +269,7 @@ def test_flips_are_exact(spec, axes):
     h, w = 100, 200
     seen = set()
     for seed in range(16):
-        out = T.augment(sample, T.parse_augment(spec), seed)
+        out = T.augment(sample, S.parse_augment(spec), seed)
         # which flips happened, read off the pixels
         candidates = {
             (fv, fh): sample.image[:: -1 if fv else 1, :: -1 if fh else 1] for fv in (False, True) for fh in (False, True)
@@ -340,7 +341,7 @@ class Partners:
 @pytest.mark.parametrize("spec", ["mosaic=1", "mosaic=1,flip=hv,brightness=0.1,contrast=0.1,hue=30,blur=1.5,noise=0.03"])
 def test_mosaic_keeps_every_image_and_its_boxes_on_their_shapes(spec):
     sample = corner_sample("main", 0)
-    aug = T.parse_augment(spec)
+    aug = S.parse_augment(spec)
     kinds = set()
     for seed in range(20):
         partners = Partners()
@@ -368,7 +369,7 @@ def test_mosaic_keeps_every_image_and_its_boxes_on_their_shapes(spec):
 
 def test_mosaic_with_every_other_op_keeps_boxes_on_shapes():
     # cutout left out: it may hide part of a square, which the tightness check would misread
-    aug = T.parse_augment("mosaic=1," + ALL_OPS.replace(",cutout=3", ""))
+    aug = S.parse_augment("mosaic=1," + ALL_OPS.replace(",cutout=3", ""))
     sample = corner_sample("main", 0)
     for seed in SEEDS:
         out = T.augment(sample, aug, seed, Partners())
@@ -392,7 +393,7 @@ def test_mosaic_with_every_other_op_keeps_boxes_on_shapes():
 
 def test_partners_are_loaded_only_when_the_draw_makes_a_mosaic():
     sample = corner_sample("main", 0)
-    aug = T.parse_augment("mosaic=0.5,flip=h")
+    aug = S.parse_augment("mosaic=0.5,flip=h")
     called = 0
     for seed in range(40):
         partners = Partners()
@@ -412,7 +413,7 @@ def test_partners_are_loaded_only_when_the_draw_makes_a_mosaic():
 
 def test_mosaic_without_partners_repeats_the_image():
     sample = corner_sample("main", 0)
-    out = T.augment(sample, T.parse_augment("mosaic=1"), 3, None)
+    out = T.augment(sample, S.parse_augment("mosaic=1"), 3, None)
     assert out.image.shape == sample.image.shape
     assert {a.label for a in out.annotations} == {"main"} and len(out.annotations) >= 4
 
@@ -424,7 +425,7 @@ ALL_WITH_MOSAIC = "mosaic=1," + ALL_OPS
 
 
 def _determinism_digests():
-    aug = T.parse_augment(ALL_WITH_MOSAIC)
+    aug = S.parse_augment(ALL_WITH_MOSAIC)
     out = []
     for seed in (0, 1, 2**62 + 12345):
         for make in (rectangle_sample, ellipse_sample, mask_sample):
@@ -434,7 +435,7 @@ def _determinism_digests():
 
 def test_same_seed_same_output_different_seed_different_output():
     sample = mask_sample()
-    aug = T.parse_augment(ALL_WITH_MOSAIC)
+    aug = S.parse_augment(ALL_WITH_MOSAIC)
     a = T.augment(sample, aug, 5, Partners())
     b = T.augment(sample, aug, 5, Partners())
     assert np.array_equal(a.image, b.image)
@@ -471,7 +472,7 @@ def resize_sample():
 
 
 def test_resize_stretch():
-    (out,) = T.preprocess(resize_sample(), T.parse_preprocess("resize=100x100"))
+    (out,) = T.preprocess(resize_sample(), S.parse_preprocess("resize=100x100"))
     assert out.image.shape == (100, 100, 3)
     a, edge, p = out.annotations
     assert a.bbox == pytest.approx((10, 10, 30, 50), abs=1e-3)
@@ -482,7 +483,7 @@ def test_resize_stretch():
 
 def test_resize_fit_letterboxes_in_gray():
     # 200x100 into 100x100: scale 0.5, 25 px of gray above and below
-    (out,) = T.preprocess(resize_sample(), T.parse_preprocess("resize=100x100:fit"))
+    (out,) = T.preprocess(resize_sample(), S.parse_preprocess("resize=100x100:fit"))
     assert out.image.shape == (100, 100, 3)
     assert (out.image[:25] == 114).all() and (out.image[75:] == 114).all()
     assert not (out.image[25:75] == 114).all()
@@ -494,7 +495,7 @@ def test_resize_fit_letterboxes_in_gray():
 
 def test_resize_fill_crops_the_centre():
     # 200x100 into 50x50: scale 0.5 to 100x50, then x 25..75 kept
-    (out,) = T.preprocess(resize_sample(), T.parse_preprocess("resize=50x50:fill"))
+    (out,) = T.preprocess(resize_sample(), S.parse_preprocess("resize=50x50:fill"))
     assert out.image.shape == (50, 50, 3)
     labels = [a.label for a in out.annotations]
     assert labels == ["a", "p"]  # "edge" is cut away
@@ -508,7 +509,7 @@ def test_grayscale_has_three_equal_channels():
     img[:, :10] = (255, 0, 0)
     img[:, 10:] = (0, 255, 0)
     sample = T.Sample(img, [Annotation("a", bbox=(1.0, 1.0, 5.0, 5.0))])
-    (out,) = T.preprocess(sample, T.parse_preprocess("grayscale"))
+    (out,) = T.preprocess(sample, S.parse_preprocess("grayscale"))
     assert out.image.shape == (10, 20, 3)
     assert (out.image[..., 0] == out.image[..., 1]).all() and (out.image[..., 1] == out.image[..., 2]).all()
     assert abs(int(out.image[0, 0, 0]) - 76) <= 1 and abs(int(out.image[0, 15, 0]) - 150) <= 1  # luminance
@@ -526,7 +527,7 @@ def test_tile_cuts_a_box_crossing_the_centre_into_four_exact_pieces():
         Annotation("m", bbox=(95.0, 90.0, 105.0, 130.0), rle=rle_of(mask)),
         Annotation("image-label"),
     ]
-    tiles = T.preprocess(T.Sample(img, anns, "_x"), T.parse_preprocess("tile=2x2"))
+    tiles = T.preprocess(T.Sample(img, anns, "_x"), S.parse_preprocess("tile=2x2"))
     assert [t.suffix for t in tiles] == ["_x_tile0x0", "_x_tile0x1", "_x_tile1x0", "_x_tile1x1"]
     assert all(t.image.shape == (100, 100, 3) for t in tiles)
     assert np.array_equal(tiles[1].image, img[0:100, 100:200])
@@ -558,7 +559,7 @@ def test_tile_cuts_a_box_crossing_the_centre_into_four_exact_pieces():
 
 def test_tile_keeps_the_pieces_of_an_object_larger_than_a_tile():
     img = background(90, 90)
-    tiles = T.preprocess(T.Sample(img, [Annotation("big", bbox=(0.0, 0.0, 90.0, 90.0))]), T.parse_preprocess("tile=3x3"))
+    tiles = T.preprocess(T.Sample(img, [Annotation("big", bbox=(0.0, 0.0, 90.0, 90.0))]), S.parse_preprocess("tile=3x3"))
     assert len(tiles) == 9
     assert all([a.bbox for a in t.annotations] == [(0, 0, 30, 30)] for t in tiles)
 
@@ -566,11 +567,11 @@ def test_tile_keeps_the_pieces_of_an_object_larger_than_a_tile():
 def test_preprocess_steps_run_in_order():
     img = background(200, 200)
     sample = T.Sample(img, [Annotation("a", bbox=(20.0, 20.0, 60.0, 60.0))])
-    tiles = T.preprocess(sample, T.parse_preprocess("auto-orient,resize=100x100,tile=2x2,grayscale"))
+    tiles = T.preprocess(sample, S.parse_preprocess("auto-orient,resize=100x100,tile=2x2,grayscale"))
     assert len(tiles) == 4 and tiles[0].image.shape == (50, 50, 3)
     assert tiles[0].annotations[0].bbox == pytest.approx((10, 10, 30, 30), abs=1e-3)
     assert (tiles[0].image[..., 0] == tiles[0].image[..., 2]).all()
-    (plain,) = T.preprocess(sample, T.parse_preprocess("auto-orient"))
+    (plain,) = T.preprocess(sample, S.parse_preprocess("auto-orient"))
     assert plain.image is img and plain.annotations == sample.annotations and plain.suffix == ""
 
 
@@ -580,7 +581,7 @@ def test_preprocess_steps_run_in_order():
 
 def test_remap_merge_drop_and_filter_null():
     anns = [Annotation("kitten", bbox=(0, 0, 1, 1)), Annotation("cat"), Annotation("dog"), Annotation("car")]
-    steps = T.label_steps(T.parse_preprocess("remap=kitten>cat+puppy>dog,drop=car,resize=10x10,filter-null"))
+    steps = S.label_steps(S.parse_preprocess("remap=kitten>cat+puppy>dog,drop=car,resize=10x10,filter-null"))
     assert [s["op"] for s in steps] == ["remap", "drop", "filter-null"]
     out = T.apply_label_steps(anns, steps)
     assert [a.label for a in out] == ["cat", "cat", "dog"]
@@ -588,22 +589,22 @@ def test_remap_merge_drop_and_filter_null():
     assert anns[0].label == "kitten"  # inputs untouched
     assert T.apply_label_steps([Annotation("car")], steps) is None
     assert T.apply_label_steps([], steps) is None
-    no_filter = T.label_steps(T.parse_preprocess("drop=car"))
+    no_filter = S.label_steps(S.parse_preprocess("drop=car"))
     assert T.apply_label_steps([Annotation("car")], no_filter) == []
-    swap = T.label_steps(T.parse_preprocess("remap=a>b+b>a"))
+    swap = S.label_steps(S.parse_preprocess("remap=a>b+b>a"))
     assert [a.label for a in T.apply_label_steps([Annotation("a"), Annotation("b")], swap)] == ["b", "a"]
 
 
 def test_classes_after_keeps_order_and_merges():
-    steps = T.label_steps(T.parse_preprocess("remap=kitten>cat+lion>cat+truck>vehicle,drop=bird"))
+    steps = S.label_steps(S.parse_preprocess("remap=kitten>cat+lion>cat+truck>vehicle,drop=bird"))
     assert T.classes_after(["dog", "kitten", "bird", "cat", "truck", "lion"], steps) == ["dog", "cat", "vehicle"]
     assert T.classes_after(["a", "b"], []) == ["a", "b"]
 
 
 def test_pixel_and_label_steps_split_the_recipe():
-    steps = T.parse_preprocess("resize=64x64,drop=x,grayscale,filter-null")
-    assert [s["op"] for s in T.pixel_steps(steps)] == ["resize", "grayscale"]
-    assert [s["op"] for s in T.label_steps(steps)] == ["drop", "filter-null"]
+    steps = S.parse_preprocess("resize=64x64,drop=x,grayscale,filter-null")
+    assert [s["op"] for s in S.pixel_steps(steps)] == ["resize", "grayscale"]
+    assert [s["op"] for s in S.label_steps(steps)] == ["drop", "filter-null"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -611,14 +612,14 @@ def test_pixel_and_label_steps_split_the_recipe():
 
 
 def test_parse_defaults_and_canonical_form():
-    assert T.parse_preprocess(None) == [{"op": "auto-orient"}]
-    assert T.parse_preprocess("") == []
-    assert T.parse_augment(None) == {"outputs": 0, "ops": []}
-    assert T.parse_augment("  ") == {"outputs": 0, "ops": []}
-    assert T.parse_augment("rotate=15") == T.parse_augment("rotate=15.0") == T.parse_augment("rotate=-15:15")
-    assert T.parse_augment("rotate=15") == {"outputs": 3, "ops": [{"op": "rotate", "range": [-15.0, 15.0]}]}
-    assert T.parse_augment("flip=h,blur=2,outputs=5") == T.parse_augment("outputs=5, BLUR=2.0 ,flip=h")
-    assert T.parse_augment("noise=0.05,cutout=2,mosaic=0.5,crop=0.1") == {
+    assert S.parse_preprocess(None) == [{"op": "auto-orient"}]
+    assert S.parse_preprocess("") == []
+    assert S.parse_augment(None) == {"outputs": 0, "ops": []}
+    assert S.parse_augment("  ") == {"outputs": 0, "ops": []}
+    assert S.parse_augment("rotate=15") == S.parse_augment("rotate=15.0") == S.parse_augment("rotate=-15:15")
+    assert S.parse_augment("rotate=15") == {"outputs": 3, "ops": [{"op": "rotate", "range": [-15.0, 15.0]}]}
+    assert S.parse_augment("flip=h,blur=2,outputs=5") == S.parse_augment("outputs=5, BLUR=2.0 ,flip=h")
+    assert S.parse_augment("noise=0.05,cutout=2,mosaic=0.5,crop=0.1") == {
         "outputs": 3,
         "ops": [
             {"op": "mosaic", "p": 0.5},
@@ -627,17 +628,17 @@ def test_parse_defaults_and_canonical_form():
             {"op": "cutout", "holes": [2, 2], "size": 0.1},
         ],
     }
-    assert T.parse_augment("scale=-0.0:0.2")["ops"][0]["range"] == [0.0, 0.2]
-    assert json.dumps(T.parse_augment("scale=-0:0.2")) == json.dumps(T.parse_augment("scale=0:0.2"))
-    assert T.parse_preprocess("resize=640x480") == [{"op": "resize", "width": 640, "height": 480, "mode": "stretch"}]
-    assert T.parse_preprocess("resize=64x48,auto-orient") == T.parse_preprocess("auto-orient,resize=64x48")
-    assert T.parse_preprocess("drop=b+a,remap=y>x+w>x") == [
+    assert S.parse_augment("scale=-0.0:0.2")["ops"][0]["range"] == [0.0, 0.2]
+    assert json.dumps(S.parse_augment("scale=-0:0.2")) == json.dumps(S.parse_augment("scale=0:0.2"))
+    assert S.parse_preprocess("resize=640x480") == [{"op": "resize", "width": 640, "height": 480, "mode": "stretch"}]
+    assert S.parse_preprocess("resize=64x48,auto-orient") == S.parse_preprocess("auto-orient,resize=64x48")
+    assert S.parse_preprocess("drop=b+a,remap=y>x+w>x") == [
         {"op": "drop", "classes": ["a", "b"]},
         {"op": "remap", "map": {"w": "x", "y": "x"}},
     ]
-    rotate = T.parse_augment("rotate=15")["ops"][0]["range"]
+    rotate = S.parse_augment("rotate=15")["ops"][0]["range"]
     assert all(type(v) is float for v in rotate)
-    assert type(T.parse_augment("outputs=4,flip=v")["outputs"]) is int
+    assert type(S.parse_augment("outputs=4,flip=v")["outputs"]) is int
 
 
 @pytest.mark.parametrize(
@@ -673,7 +674,7 @@ def test_parse_defaults_and_canonical_form():
     ],
 )
 def test_parse_errors_name_the_step(kind, spec, step):
-    parse = T.parse_augment if kind == "augment" else T.parse_preprocess
+    parse = S.parse_augment if kind == "augment" else S.parse_preprocess
     with pytest.raises(InvalidInputError) as err:
         parse(spec)
     assert step in str(err.value)
@@ -681,15 +682,15 @@ def test_parse_errors_name_the_step(kind, spec, step):
 
 def test_outputs_alone_is_refused():
     with pytest.raises(InvalidInputError, match="no augmentation op"):
-        T.parse_augment("outputs=3")
+        S.parse_augment("outputs=3")
 
 
 def test_bad_inputs_are_refused():
     sample = rectangle_sample()
     with pytest.raises(InvalidInputError):
-        T.augment(sample, T.parse_augment("flip=h"), -1)
+        T.augment(sample, S.parse_augment("flip=h"), -1)
     with pytest.raises(InvalidInputError):
-        T.augment(T.Sample(sample.image[..., 0], []), T.parse_augment("flip=h"), 0)
+        T.augment(T.Sample(sample.image[..., 0], []), S.parse_augment("flip=h"), 0)
     bad = T.Sample(sample.image, [Annotation("m", rle=rle_of(np.ones((5, 5), np.uint8)))])
     with pytest.raises(InvalidInputError, match="mask size"):
-        T.augment(bad, T.parse_augment("flip=h"), 0)
+        T.augment(bad, S.parse_augment("flip=h"), 0)
