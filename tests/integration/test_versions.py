@@ -325,3 +325,24 @@ def test_mosaic_outputs_mix_other_train_images_and_are_reproducible(tmp_path, mo
     monkeypatch.setattr(materialize, "_POOL_MIN_JOBS", 1)  # a real process pool even for a few images
     _, outputs2 = materialize_version(other, "shapes", v2.version, workers=2)
     assert [(r.name, r.sha256) for r in outputs2] == [(r.name, r.sha256) for r in outputs], "same bytes with 1 or 2 workers"
+
+
+def test_jpeg_sources_give_jpeg_outputs_and_unchanged_images_reuse_their_blob(tmp_path):
+    src = tmp_path / "jpg"
+    ds = generate(src, 10, seed=5, image_format="jpg")
+    from winnow.formats import get_format
+
+    get_format("coco").write(ds, src / "coco", lambda rec, path: path.write_bytes(rec.file.read_bytes()))
+    store = Store.open(tmp_path / "home")
+    create_project(store, "j", "detect")
+    import_dataset(store, "j", src / "coco", format="coco")
+    v = create_version(store, "j", split="train=1", augment="outputs=1,rotate=10")
+    _, outputs = materialize_version(store, "j", v.version)
+    sources = {r.name: r.sha256 for r in load_version(store, "j").manifest.images}
+    for rec in outputs:
+        with Image.open(rec.file) as im:
+            assert im.format == "JPEG", rec.name
+        if "_aug" in rec.name:
+            assert rec.name.endswith("_aug1.jpg") and rec.sha256 not in sources.values()
+        else:
+            assert rec.sha256 == sources[rec.name], "the un-augmented output is the source file itself"

@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -85,7 +86,7 @@ class _Context:
 
     blob_root: str
     images: list[tuple[str, str, str | None, list[Annotation]]]  # name, sha, split, annotations
-    formats: dict[str, str]  # sha -> Pillow format
+    facts: dict[str, tuple[str, int]]  # sha -> (format, EXIF orientation)
     steps: list[dict[str, Any]]
     augment: dict[str, Any]
     seed: int
@@ -106,12 +107,10 @@ def _tune_worker() -> None:
     """One OpenCV thread per worker (the pool already fills the cores), and glibc's allocator told
     to keep the large float buffers augmentations allocate per call instead of returning them to
     the OS each time (measured: the noise op 6 ms -> 2 ms on a 640x480 image)."""
-    try:
-        import cv2
+    transforms.load_albumentations()
+    import cv2
 
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
+    cv2.setNumThreads(1)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL("libc.so.6")
@@ -150,7 +149,8 @@ def _make(index: int) -> list[dict[str, Any]]:
     assert ctx is not None
     blobs = BlobStore(Path(ctx.blob_root))
     name, sha, split, anns = ctx.images[index]
-    fmt, ext = _ENCODINGS.get(ctx.formats.get(sha, ""), ("PNG", ".png"))
+    source_format, orientation = ctx.facts.get(sha, ("", 1))
+    fmt, ext = _ENCODINGS.get(source_format.upper(), ("PNG", ".png"))
     if fmt == "JPEG" and PurePosixPath(name).suffix.lower() in _JPEG_EXTS:
         ext = PurePosixPath(name).suffix
     elif fmt == "PNG" and PurePosixPath(name).suffix.lower() == ".png":
@@ -165,14 +165,18 @@ def _make(index: int) -> list[dict[str, Any]]:
                 partners = _partner_loader(ctx, blobs, index, seed)
                 out = transforms.augment(s, ctx.augment, seed, partners)
                 outputs.append((out, f"{s.suffix}_aug{k}"))
+    unchanged = _is_identity(ctx.steps, orientation, augmented=False)
     rows = []
     for sample, suffix in outputs:
-        data = _encode(np.ascontiguousarray(sample.image), fmt)
-        out_sha = blobs.put(data, durable=False)
+        if unchanged and suffix == "":  # the plain output of an image the preprocessing leaves alone
+            out_sha, out_name = sha, name
+        else:
+            out_sha = blobs.put(_encode(np.ascontiguousarray(sample.image), fmt), durable=False)
+            out_name = _output_name(name, suffix, ext)
         h, w = sample.image.shape[:2]
         rows.append(
             {
-                "name": _output_name(name, suffix, ext),
+                "name": out_name,
                 "source": name,
                 "split": split,
                 "sha256": out_sha,
@@ -203,6 +207,16 @@ def _partner_loader(ctx: _Context, blobs: BlobStore, index: int, seed: int) -> C
         return out
 
     return load
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a clean server process that has imported albumentations once (forking
+    this process could copy OpenCV's or torch's thread pools mid-lock and hang a worker)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["winnow.versions.materialize"])
+    return ctx
 
 
 def _is_identity(steps: list[dict[str, Any]], orientation: int, augmented: bool) -> bool:
@@ -260,7 +274,7 @@ def materialize(
     ctx = _Context(
         blob_root=str(blobs.root),
         images=[(r.name, r.sha256, r.split, r.annotations) for r in images],
-        formats={sha: f for sha, (f, _) in facts.items()},
+        facts=facts,
         steps=steps,
         augment=aug,
         seed=seed,
@@ -277,7 +291,9 @@ def materialize(
                 if progress is not None:
                     progress(done, total)
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(ctx,)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers, mp_context=_pool_context(), initializer=_init, initargs=(ctx,)
+            ) as pool:
                 for made in pool.map(_make, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8) or 1))):
                     rows.extend(made)
                     done += 1

@@ -56,6 +56,7 @@ import functools
 import json
 import os
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -312,7 +313,7 @@ def _mosaic(
     image: np.ndarray, annotations: list[Annotation], partners: list[Sample], rnd: random.Random
 ) -> tuple[np.ndarray, list[Annotation]]:
     """A 2x2 mosaic the size of ``image``, laid out by albumentations' mosaic geometry."""
-    _albumentations()
+    load_albumentations()
     from albumentations.augmentations.mixing import functional as fmixing
 
     h, w = image.shape[:2]
@@ -543,16 +544,20 @@ def _check_image(image: Any) -> None:
 # Composes, built once per recipe (and size) and cached per process
 
 
-def _albumentations() -> Any:
-    """The ``albumentations`` module, imported on first use without its PyPI version check."""
+def load_albumentations() -> Any:
+    """The ``albumentations`` module, imported on first use without its PyPI version check and
+    without its optional ``albumentations.pytorch`` (which imports torch: ~1.2 s and ~600 MB per
+    augmentation worker, for ``ToTensorV2`` that winnow does not use)."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    if "albumentations" not in sys.modules:
+        sys.modules.setdefault("albumentations.pytorch", None)  # albumentations skips it on ImportError
     import albumentations
 
     return albumentations
 
 
 def _compose(transforms: list[Any], *, annotations: bool) -> Any:
-    A = _albumentations()
+    A = load_albumentations()
     if not annotations:
         return A.Compose(transforms, p=1.0)
     return A.Compose(
@@ -575,7 +580,7 @@ def _compose(transforms: list[Any], *, annotations: bool) -> Any:
 def _resize_compose(width: int, height: int, mode: str) -> Any:
     import cv2
 
-    A = _albumentations()
+    A = load_albumentations()
     if mode == "stretch":
         transforms = [A.Resize(height=height, width=width, area_for_downscale="image")]
     elif mode == "fit":
@@ -602,14 +607,14 @@ def _resize_compose(width: int, height: int, mode: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def _gray_compose() -> Any:
-    A = _albumentations()
+    A = load_albumentations()
     return _compose([A.ToGray(num_output_channels=3, method="weighted_average", p=1.0)], annotations=False)
 
 
 @functools.lru_cache(maxsize=256)
 def _cell_compose(height: int, width: int, crop: tuple[int, int, int, int]) -> Any:
     """One mosaic cell: scale to cover ``height x width``, then crop ``crop`` (x1, y1, x2, y2)."""
-    A = _albumentations()
+    A = load_albumentations()
     x1, y1, x2, y2 = crop
     return _compose(
         [A.SmallestMaxSize(max_size_hw=(height, width), area_for_downscale="image"), A.Crop(x1, y1, x2, y2)],
@@ -627,7 +632,7 @@ def _geometric_stages(key: str, size: tuple[int, int] | None) -> tuple[Any, ...]
     """
     import cv2
 
-    A = _albumentations()
+    A = load_albumentations()
     ops = {op["op"]: op for op in json.loads(key)}
     stages: list[Any] = []
     transforms: list[Any] = []
@@ -675,7 +680,7 @@ def _geometric_stages(key: str, size: tuple[int, int] | None) -> tuple[Any, ...]
 @functools.lru_cache(maxsize=64)
 def _pixel_compose(key: str) -> Any:
     """The photometric ops of a recipe, on the image only (``None`` when it has none)."""
-    A = _albumentations()
+    A = load_albumentations()
     ops = {op["op"]: op for op in json.loads(key)}
     transforms: list[Any] = []
     if "brightness" in ops or "contrast" in ops:
