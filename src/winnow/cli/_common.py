@@ -18,7 +18,7 @@ from winnow.errors import WinnowError
 # markup=False: dataset strings (labels, names, messages) are printed as they are, never parsed
 # as Rich markup - a class called "" stays "".
 out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)  # an error stays one line
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 WorkspaceOpt = Annotated[str, typer.Option("--workspace", "-w", help="Workspace name.")]

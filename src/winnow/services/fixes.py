@@ -52,7 +52,7 @@ class FixReport:
         return asdict(self)
 
 
-def _row(obj: Any) -> dict[str, Any]:
+def snapshot_row(obj: Any) -> dict[str, Any]:
     """A mapped object's column values, JSON-safe (datetimes as ISO text)."""
     out = {}
     for col in obj.__table__.columns:
@@ -61,7 +61,7 @@ def _row(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _unrow(table, row: dict[str, Any]) -> dict[str, Any]:
+def restore_row(table, row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for col in table.columns:
         if isinstance(col.type, DateTime) and isinstance(out.get(col.key), str):
@@ -75,10 +75,10 @@ def _delete_image_ops(session: Session, image: m.Image) -> dict[str, Any]:
     meta = session.scalars(select(m.ImageMetadata).where(m.ImageMetadata.image_id == image.id)).all()
     return {
         "op": "delete_image",
-        "image": _row(image),
-        "annotations": [_row(a) for a in anns],
-        "tags": [_row(t) for t in tags],
-        "metadata": [_row(x) for x in meta],
+        "image": snapshot_row(image),
+        "annotations": [snapshot_row(a) for a in anns],
+        "tags": [snapshot_row(t) for t in tags],
+        "metadata": [snapshot_row(x) for x in meta],
     }
 
 
@@ -122,7 +122,7 @@ def _delete_annotations(session: Session, project_id: int, ids: list[int], ops: 
         select(m.Annotation).join(m.Image).where(m.Image.project_id == project_id, m.Annotation.id.in_(ids))
     ).all()
     for a in rows:
-        ops.append({"op": "delete_annotation", "annotation": _row(a)})
+        ops.append({"op": "delete_annotation", "annotation": snapshot_row(a)})
         session.execute(delete(m.Annotation).where(m.Annotation.id == a.id))
         report.annotations_removed.append(a.id)
     return bool(rows)
@@ -221,10 +221,10 @@ def undo(store: Store, project: str, change_id: int | None = None, *, workspace:
                 )
                 if taken is not None:
                     raise ConflictError(f"cannot undo change {change.id}: image {op['image']['name']!r} exists again")
-                session.execute(insert(m.Image).values(**_unrow(m.Image.__table__, op["image"])))
+                session.execute(insert(m.Image).values(**restore_row(m.Image.__table__, op["image"])))
                 for key, model in (("annotations", m.Annotation), ("tags", m.ImageTag), ("metadata", m.ImageMetadata)):
                     if op[key]:
-                        session.execute(insert(model), [_unrow(model.__table__, r) for r in op[key]])
+                        session.execute(insert(model), [restore_row(model.__table__, r) for r in op[key]])
                 merged = op.get("merged_into")
                 if merged:
                     for tag in merged["tags"]:
@@ -237,9 +237,11 @@ def undo(store: Store, project: str, change_id: int | None = None, *, workspace:
                 row = op["annotation"]
                 if session.get(m.Annotation, row["id"]) is not None:
                     raise ConflictError(f"cannot undo change {change.id}: annotation id {row['id']} exists again")
-                session.execute(insert(m.Annotation).values(**_unrow(m.Annotation.__table__, row)))
+                session.execute(insert(m.Annotation).values(**restore_row(m.Annotation.__table__, row)))
             elif kind == "update_annotation":
                 session.execute(update(m.Annotation).where(m.Annotation.id == op["id"]).values(**op["before"]))
+            elif kind == "insert_annotation":  # e.g. predictions stored as pre-labels
+                session.execute(delete(m.Annotation).where(m.Annotation.id == op["id"]))
         change.undone_at = m.utcnow()
         return {"project": project, "change_id": change.id, "undone": len(change.operations)}
 

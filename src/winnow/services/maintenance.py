@@ -2,7 +2,7 @@
 
 ``verify`` re-hashes every blob the database references: a missing one is reported, a corrupted
 one (its bytes no longer hash to its name) is moved to ``<home>/quarantine`` and reported. Blobs
-on disk that no record and no version references (left by an interrupted import) are listed, and removed with
+on disk that no record, no version and no model references (left by an interrupted import) are listed, and removed with
 ``gc=True`` once they are older than ``grace_seconds`` (an hour by default), so a gc never
 deletes the blobs of an import that is still running.
 """
@@ -50,12 +50,14 @@ def verify(
     grace_seconds: float = GC_GRACE_SECONDS,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
+    from winnow.services.training import referenced_model_blobs
     from winnow.services.versions import referenced_blobs
 
     report = VerifyReport()
     with store.read() as session:
         referenced = set(session.scalars(select(m.Image.sha256).distinct()))
     referenced |= referenced_blobs(store)  # a version keeps its images (even deleted ones) and outputs
+    referenced |= referenced_model_blobs(store)  # a model keeps its weights and ONNX file
     total = len(referenced)
     quarantine = store.home / "quarantine"
     for n, sha in enumerate(sorted(referenced), 1):
@@ -74,7 +76,7 @@ def verify(
             report.unreferenced.append(sha)
     if gc:
         with store.write() as session:  # hold the write lock: no import can reference them meanwhile
-            still = set(session.scalars(select(m.Image.sha256).distinct())) | referenced_blobs(store)
+            still = set(session.scalars(select(m.Image.sha256).distinct())) | referenced_blobs(store) | referenced_model_blobs(store)
             for sha in report.unreferenced:
                 if sha not in still and store.blobs.age(sha) >= grace_seconds:
                     store.blobs.remove(sha)

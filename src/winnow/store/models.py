@@ -189,3 +189,38 @@ class Version(Base):
     lineage: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class Model(Base):
+    """A trained model: the version it learnt from, how (backend, hyper-parameters, recipe, code
+    version), how well (metrics) and its files (weights ``.pt`` and ``model.onnx``, as blobs).
+
+    ``model_id`` is the SHA-256 of what determines the training (version id, backend,
+    hyper-parameters, seed, pretrained checkpoint). ``status``: ``training``, ``ready`` or
+    ``failed``. ``deployed`` is for serving (later).
+    """
+
+    __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("project_id", "model_id"),
+        UniqueConstraint("project_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version_id: Mapped[str] = mapped_column(String(64), index=True)
+    backend: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(20))
+    classes: Mapped[Any] = mapped_column(JSON)
+    params: Mapped[Any] = mapped_column(JSON)
+    recipe: Mapped[Any] = mapped_column(JSON)
+    code_version: Mapped[str] = mapped_column(String(200))
+    metrics: Mapped[Any] = mapped_column(JSON, default=dict)
+    files: Mapped[Any] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="training")
+    deployed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)

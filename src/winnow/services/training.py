@@ -1,0 +1,755 @@
+"""Training and the model registry: train a backend on a version, register the model (its
+version, recipe, backend, hyper-parameters, code version, metrics, weights and ONNX export),
+list/show/resolve models, predict with them, and store predictions on a project as
+``source=model`` annotations (one undoable change).
+
+A model learns from the version's ``train`` split; its validation metrics are computed on the
+``valid`` split (``test`` when the version has no valid images). Its files are blobs in the
+content-addressed store (``gc`` keeps them: :func:`referenced_model_blobs`).
+
+torch is imported only inside the functions that train or predict with PyTorch (the ``train``
+extra); listing models, ONNX predictions and gc do not need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+import winnow
+from winnow.config import DEFAULT_WORKSPACE
+from winnow.core.types import UNLABELED_TAG, ImageRecord, Source, Task
+from winnow.errors import ConflictError, InvalidInputError, NotFoundError, WinnowError
+from winnow.services.fixes import snapshot_row
+from winnow.services.projects import get_project, validate_name
+from winnow.store import models as m
+from winnow.store.db import Store
+
+ProgressFn = Callable[[int, int], None]
+
+DEFAULT_EPOCHS = 10
+#: Validation/probe images the ONNX export is checked on against PyTorch.
+ONNX_PROBE_IMAGES = 8
+ENGINES = ("auto", "onnx", "torch")
+#: Hyper-parameters that do not change what is learnt (left out of the model id).
+_NOT_IN_ID = ("eval_every",)
+
+
+@dataclass
+class ModelSummary:
+    """What ``winnow model show`` prints. Field names are part of the ``--json`` contract."""
+
+    project: str
+    model: str  # the model id (64 hex)
+    name: str
+    version: str  # the version's id
+    backend: str
+    task: str
+    classes: list[str]
+    params: dict[str, Any]
+    recipe: dict[str, Any]
+    code_version: str
+    metrics: dict[str, Any]
+    files: dict[str, Any]
+    status: str
+    deployed: bool
+    created_at: str
+    finished_at: str | None
+    created: bool = False  # False when an identical model was already registered
+
+    @property
+    def ref(self) -> str:
+        return self.model[:12]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ref": self.ref}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+def _summary(row: m.Model, project: str, *, created: bool = False) -> ModelSummary:
+    return ModelSummary(
+        project=project,
+        model=row.model_id,
+        name=row.name,
+        version=row.version_id,
+        backend=row.backend,
+        task=row.task,
+        classes=list(row.classes),
+        params=row.params,
+        recipe=row.recipe,
+        code_version=row.code_version,
+        metrics=row.metrics or {},
+        files=row.files or {},
+        status=row.status,
+        deployed=bool(row.deployed),
+        created_at=_iso(row.created_at) or "",
+        finished_at=_iso(row.finished_at),
+        created=created,
+    )
+
+
+def code_version() -> str:
+    """``winnow.__version__``, plus ``git describe`` of the source tree when it is a checkout."""
+    version = winnow.__version__
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=Path(winnow.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return version
+    text = described.stdout.strip()
+    return f"{version}+git.{text}" if described.returncode == 0 and text else version
+
+
+def model_id_for(version_id: str, backend: str, params: dict[str, Any]) -> str:
+    """SHA-256 of what determines the training: version, backend, hyper-parameters (seed included)."""
+    keyed = {k: v for k, v in params.items() if k not in _NOT_IN_ID}
+    doc = json.dumps({"version": version_id, "backend": backend, "params": keyed}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(doc.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- resolving
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _models_in_workspace(workspace: str):
+    return select(m.Model, m.Project.name).join(m.Project).join(m.Workspace).where(m.Workspace.name == workspace)
+
+
+def resolve_model(session: Session, ref: str, workspace: str = DEFAULT_WORKSPACE) -> tuple[m.Model, str]:
+    """A model of the workspace by name or model-id prefix (4+ hex); ``(row, project name)``."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise InvalidInputError("a model is named by its name or its id (a prefix of 4+ hex digits)")
+    ref = ref.strip()
+    q = _models_in_workspace(workspace)
+    rows = list(session.execute(q.where(m.Model.name == ref)))
+    if len(rows) == 1:
+        return rows[0][0], rows[0][1]
+    if len(ref) >= 4 and _HEX.issuperset(ref):
+        rows = list(session.execute(q.where(m.Model.model_id.startswith(ref)).limit(2)))
+        if len(rows) == 1:
+            return rows[0][0], rows[0][1]
+        if len(rows) > 1:
+            raise InvalidInputError(f"model id prefix {ref!r} is ambiguous; give more characters")
+    raise NotFoundError(f"no model {ref!r} in workspace {workspace!r}; `winnow model list` shows them")
+
+
+def list_models(store: Store, project: str | None = None, *, workspace: str = DEFAULT_WORKSPACE) -> list[ModelSummary]:
+    """The registered models (of ``project``, or of the whole workspace), oldest first."""
+    with store.read() as session:
+        q = _models_in_workspace(workspace)
+        if project is not None:
+            q = q.where(m.Model.project_id == get_project(session, project, workspace).id)
+        return [_summary(row, name) for row, name in session.execute(q.order_by(m.Model.id))]
+
+
+def show_model(store: Store, ref: str, *, workspace: str = DEFAULT_WORKSPACE) -> ModelSummary:
+    with store.read() as session:
+        row, project = resolve_model(session, ref, workspace)
+        return _summary(row, project)
+
+
+def referenced_model_blobs(store: Store) -> set[str]:
+    """Every blob a registered model points at (weights, ONNX): ``gc`` keeps them."""
+    with store.read() as session:
+        files = list(session.scalars(select(m.Model.files)))
+    shas: set[str] = set()
+    for f in files:
+        for entry in (f or {}).values():
+            if isinstance(entry, dict) and isinstance(entry.get("sha256"), str):
+                shas.add(entry["sha256"])
+    return shas
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class _Prepared:
+    """Items of a ``VersionDataset`` (by index) as a backend's network inputs and targets."""
+
+    def __init__(self, dataset: Any, indices: list[int], backend: Any, image_size: int):
+        self.dataset, self.indices, self.backend, self.image_size = dataset, indices, backend, image_size
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        image, target = self.dataset[self.indices[i]]
+        return self.backend.prepare(image, target, self.image_size)
+
+
+def _decode(rec: ImageRecord):
+    from winnow.media import decode
+
+    return decode(Path(rec.file).read_bytes(), rec.name, "RGB")
+
+
+def _split_plan(records: Sequence[ImageRecord], version: str) -> tuple[list[int], list[int], str | None]:
+    train = [i for i, r in enumerate(records) if r.split == "train"]
+    if not train:
+        raise InvalidInputError(
+            f"version {version} has no train images; create a version with a train split, "
+            "e.g. `winnow version create PROJECT --split train=0.8,valid=0.2 --resplit`"
+        )
+    for split in ("valid", "test"):
+        idx = [i for i, r in enumerate(records) if r.split == split]
+        if idx:
+            return train, idx, split
+    return train, [], None
+
+
+def _unique_name(session: Session, workspace: str, wanted: str | None, default: str) -> str:
+    taken = set(session.scalars(select(m.Model.name).join(m.Project).join(m.Workspace).where(m.Workspace.name == workspace)))
+    if wanted is not None:
+        name = validate_name(wanted, "model")
+        if name in taken:
+            raise ConflictError(f"workspace {workspace!r} already has a model named {name!r}")
+        if len(name) >= 4 and _HEX.issuperset(name):
+            raise InvalidInputError(f"model name {name!r} would read as a model id; pick another")
+        return name
+    name, n = default, 1
+    while name in taken:
+        n += 1
+        name = f"{default}-{n}"
+    return name
+
+
+def compare_predictions(a: Sequence[Any], b: Sequence[Any], *, box_rtol: float = 1e-3, score_atol: float = 1e-4) -> dict[str, Any]:
+    """How far two engines' predictions (lists of :class:`~winnow.train.base.Prediction`) are
+    apart. Each prediction of ``a`` is matched to one of ``b`` with the same label and a score
+    within ``score_atol`` (the closest box wins): predictions whose scores tie to float precision
+    may come out in either order. ``ok`` when every prediction is matched and the boxes agree
+    within ``box_rtol`` (relative, with a floor of one pixel)."""
+    import numpy as np
+
+    box, score, matched = 0.0, 0.0, True
+    for pa, pb in zip(a, b, strict=True):
+        if len(pa) != len(pb):
+            matched = False
+            continue
+        free = np.ones(len(pb), bool)
+        for i in range(len(pa)):
+            cand = np.nonzero(free & (pb.class_ids == pa.class_ids[i]) & (np.abs(pb.scores - pa.scores[i]) <= score_atol))[0]
+            if not len(cand):
+                matched = False
+                break
+            rel = (np.abs(pb.boxes[cand] - pa.boxes[i]) / np.maximum(np.abs(pa.boxes[i]), 1.0)).max(axis=1)
+            j = cand[int(np.argmin(rel))]
+            free[j] = False
+            box = max(box, float(rel.min()))
+            score = max(score, float(abs(pb.scores[j] - pa.scores[i])))
+    return {
+        "images": len(a),
+        "matched": matched,
+        "max_box_rel_diff": box,
+        "max_score_diff": score,
+        "ok": matched and box <= box_rtol and score <= score_atol,
+    }
+
+
+def train_model(
+    store: Store,
+    project: str,
+    ref: str | None = None,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
+    model: str | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    image_size: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    optimizer: str | None = None,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    pretrained: str | bool = "auto",
+    width: float = 1.0,
+    name: str | None = None,
+    eval_every: int = 0,
+    progress: ProgressFn | None = None,
+    log: Callable[[dict[str, Any]], None] | None = None,
+    stop: Callable[[dict[str, Any]], bool] | None = None,
+    user: str | None = None,
+) -> ModelSummary:
+    """Train ``model`` (the task's default backend when ``None``) on version ``ref`` of
+    ``project`` and register it.
+
+    Trains on the ``train`` split, reports validation metrics on ``valid`` (``test`` when there
+    is no valid split): COCO mAP/mAP50 for detection and segmentation, accuracy for
+    classification, after the last epoch and every ``eval_every`` epochs. ``log`` receives each
+    epoch's entry (JSON-able); ``stop(entry)`` may end training early. ``pretrained``: ``auto``
+    uses the backend's checkpoint when it is in the local torch cache, ``yes`` requires it,
+    ``no`` never uses it; nothing is ever downloaded. The same version, backend and
+    hyper-parameters give the same model id; training it again returns the registered model.
+    """
+    from winnow.services.versions import load_version
+    from winnow.train.base import DEFAULT_BACKEND, get_backend
+
+    loaded = load_version(store, project, ref, workspace=workspace)
+    task = Task(loaded.manifest.task)
+    backend = get_backend(model or DEFAULT_BACKEND[task])
+    if backend.task is not task:
+        raise InvalidInputError(
+            f"model {backend.name!r} is a {backend.task.value} model; version {loaded.version_id[:12]} of {loaded.project!r} is {task.value}"
+        )
+    classes = list(loaded.manifest.classes)
+    if not classes:
+        raise InvalidInputError(f"version {loaded.version_id[:12]} has no classes to learn")
+    image_size = int(image_size or backend.default_image_size)
+    backend.check_options(image_size, width)
+    _split_plan(loaded.manifest.images, f"{loaded.project}@{loaded.version_id[:12]}")
+    found = backend.resolve_pretrained(pretrained, width)
+
+    from winnow.train.loop import FitConfig
+
+    config = FitConfig(
+        epochs=epochs,
+        batch_size=int(batch_size or backend.default_batch_size),
+        lr=float(lr or backend.default_lr),
+        optimizer=optimizer or backend.default_optimizer,
+        weight_decay=weight_decay,
+        seed=seed,
+    )
+    config.check()
+    params = config.as_dict() | {
+        "image_size": image_size,
+        "width": width,
+        "pretrained": {"requested": pretrained if isinstance(pretrained, str) else ("yes" if pretrained else "no"),
+                       "file": found[0].file if found else None},
+        "eval_every": eval_every,
+    }
+    model_id = model_id_for(loaded.version_id, backend.name, params)
+
+    with store.write() as session:
+        proj = get_project(session, project, workspace)
+        existing = session.scalar(select(m.Model).where(m.Model.project_id == proj.id, m.Model.model_id == model_id))
+        if existing is not None and existing.status == "ready":
+            return _summary(existing, proj.name)
+        if existing is not None:  # a failed or interrupted run: train again
+            session.delete(existing)
+            session.flush()
+        row = m.Model(
+            project_id=proj.id,
+            model_id=model_id,
+            name=_unique_name(session, workspace, name, f"{backend.name}-v{loaded.number}"),
+            version_id=loaded.version_id,
+            backend=backend.name,
+            task=task.value,
+            classes=classes,
+            params=params,
+            recipe=loaded.manifest.recipe,
+            code_version=code_version(),
+            metrics={},
+            files={},
+            status="training",
+            created_by=user,
+        )
+        session.add(row)
+        session.flush()
+        row_id, project_name = row.id, proj.name
+
+    work = store.tmp / f"train-{model_id[:16]}-{row_id}"
+    try:
+        metrics, files = _train(
+            store, workspace, loaded, backend, config, found, classes, image_size, width, eval_every, work, progress, log, stop
+        )
+    except BaseException as exc:
+        with store.write() as session:
+            failed = session.get(m.Model, row_id)
+            if failed is not None:
+                failed.status = "failed"
+                failed.metrics = {"error": f"{type(exc).__name__}: {exc}"}
+                failed.finished_at = m.utcnow()
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with store.write() as session:
+        done = session.get(m.Model, row_id)
+        if done is None:
+            raise ConflictError(f"model {model_id[:12]} was deleted while it was training")
+        done.metrics = metrics
+        done.files = files
+        done.status = "ready"
+        done.finished_at = m.utcnow()
+        session.flush()
+        return _summary(done, project_name, created=True)
+
+
+def _train(
+    store: Store,
+    workspace: str,
+    loaded: Any,
+    backend: Any,
+    config: Any,
+    found: Any,
+    classes: list[str],
+    image_size: int,
+    width: float,
+    eval_every: int,
+    work: Path,
+    progress: ProgressFn | None,
+    log: Callable[[dict[str, Any]], None] | None,
+    stop: Callable[[dict[str, Any]], bool] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build, fit, evaluate, save and export; return ``(metrics, files)``."""
+    import torch
+
+    from winnow.train import onnx_io
+    from winnow.train._metrics import validation_metrics
+    from winnow.train.loop import fit, torch_threads
+    from winnow.versions.torch_dataset import VersionDataset
+
+    task = backend.task
+    data = VersionDataset(store, loaded.project, loaded.version_id, split=None, workspace=workspace)
+    train_idx, valid_idx, valid_split = _split_plan(data.records, f"{loaded.project}@{loaded.version_id[:12]}")
+    valid_records = [data.records[i] for i in valid_idx]
+    valid_images = [_decode(r) for r in valid_records]
+
+    torch.manual_seed(config.seed)
+    net = backend.build(len(classes), image_size, width=width)
+    pretrained_info = backend.load_pretrained(net, *found) if found else None
+
+    def evaluate(epoch: int) -> dict[str, Any]:
+        if not valid_records:
+            return {"split": None, "images": 0}
+        with torch_threads():
+            preds = backend.predict_arrays(net, valid_images, image_size)
+        return {"split": valid_split} | validation_metrics(task, valid_records, preds, classes)
+
+    entries = fit(
+        backend,
+        net,
+        _Prepared(data, train_idx, backend, image_size),
+        config,
+        evaluate=evaluate,
+        eval_every=eval_every,
+        progress=progress,
+        log=log,
+        stop=stop,
+    )
+    final = next((e["valid"] for e in reversed(entries) if "valid" in e), None)
+
+    work.mkdir(parents=True, exist_ok=True)
+    weights = work / "weights.pt"
+    torch.save(net.state_dict(), weights)
+    onnx_path = work / "model.onnx"
+    with torch_threads():
+        info = backend.export_onnx(net, onnx_path, image_size)
+        info = onnx_io.finish(onnx_path, info | {"classes": classes})
+        probe = valid_images[:ONNX_PROBE_IMAGES] or [_decode(data.records[i]) for i in train_idx[:ONNX_PROBE_IMAGES]]
+        session = onnx_io.open_session(onnx_path)
+        verified = compare_predictions(backend.onnx_predict_arrays(session, probe), backend.predict_arrays(net, probe, image_size))
+    files = {
+        "weights": {"name": "weights.pt", "sha256": store.blobs.put(weights.read_bytes()), "size": weights.stat().st_size},
+        "onnx": {
+            "name": "model.onnx",
+            "sha256": store.blobs.put(onnx_path.read_bytes()),
+            "size": onnx_path.stat().st_size,
+            "exporter": info["exporter"],
+            "opset": info["opset"],
+            "outputs": info["outputs"],
+            "verified": verified,
+        },
+    }
+    metrics = {
+        "split": valid_split,
+        "train_images": len(train_idx),
+        "valid_images": len(valid_idx),
+        "epochs_run": len(entries),
+        "pretrained": pretrained_info,
+        "valid": final,
+        "epochs": entries,
+    }
+    return metrics, files
+
+
+# ----------------------------------------------------------------------------- predicting
+
+
+@dataclass
+class LoadedModel:
+    """A registered model ready to predict, with the engine it runs on."""
+
+    model: str
+    name: str
+    project: str
+    task: Task
+    classes: list[str]
+    image_size: int
+    engine: str  # "onnx" | "torch"
+    backend: Any
+    runner: Any  # an onnxruntime session or a torch module
+
+    def predict_arrays(self, images: Sequence[Any]) -> list[Any]:
+        if self.engine == "onnx":
+            return self.backend.onnx_predict_arrays(self.runner, images)
+        from winnow.train.loop import torch_threads
+
+        with torch_threads():
+            return self.backend.predict_arrays(self.runner, images, self.image_size)
+
+
+def load_model(store: Store, ref: str, *, engine: str = "auto", workspace: str = DEFAULT_WORKSPACE) -> LoadedModel:
+    """A registered model, on onnxruntime (``auto`` when its export matched PyTorch) or PyTorch."""
+    from winnow.train.base import get_backend
+
+    if engine not in ENGINES:
+        raise InvalidInputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    with store.read() as session:
+        row, project = resolve_model(session, ref, workspace)
+        if row.status != "ready":
+            raise InvalidInputError(f"model {row.name!r} ({row.model_id[:12]}) is {row.status}, not ready to predict")
+        facts = (row.model_id, row.name, Task(row.task), list(row.classes), dict(row.params), dict(row.files), row.backend)
+    model_id, name, task, classes, params, files, backend_name = facts
+    backend = get_backend(backend_name)
+    if engine == "auto":
+        engine = "onnx" if files.get("onnx", {}).get("verified", {}).get("ok") else "torch"
+    key = "onnx" if engine == "onnx" else "weights"
+    sha = files[key]["sha256"]
+    if not store.blobs.exists(sha):
+        raise NotFoundError(f"model {name!r}: its {files[key]['name']} (blob {sha[:12]}) is missing from the store; run `winnow verify`")
+    if engine == "onnx":
+        from winnow.train import onnx_io
+
+        runner = onnx_io.open_session(store.blobs.path(sha))
+    else:
+        import torch
+
+        runner = backend.build(len(classes), int(params["image_size"]), width=float(params.get("width", 1.0)))
+        runner.load_state_dict(torch.load(store.blobs.path(sha), map_location="cpu", weights_only=True))
+        runner.eval()
+    return LoadedModel(model_id, name, project, task, classes, int(params["image_size"]), engine, backend, runner)
+
+
+@dataclass
+class ImagePredictions:
+    """One image's predictions. Field names are part of the ``winnow predict --json`` contract."""
+
+    image: str
+    width: int
+    height: int
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _annotation_dict(a: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"label": a.label, "score": round(float(a.score), 6)}
+    if a.bbox is not None:
+        d["bbox"] = [round(float(v), 3) for v in a.bbox]
+    if a.rle is not None:
+        d["rle"] = a.rle
+    return d
+
+
+def _inputs(paths: Iterable[str | Path]) -> list[Path]:
+    from winnow.formats.base import find_images
+
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = list(find_images(path))
+            if not found:
+                raise InvalidInputError(f"{path}: no image files in this folder")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise NotFoundError(f"{path}: no such file or folder")
+    return files
+
+
+def _decode_input(path: Path):
+    from winnow.media import decode
+
+    try:
+        return decode(path.read_bytes(), str(path), "RGB")
+    except WinnowError as exc:
+        raise InvalidInputError(f"{exc} - predict takes image files (or folders of them)") from None
+
+
+def predict(
+    store: Store,
+    model_ref: str,
+    inputs: Sequence[str | Path] | Sequence[ImageRecord],
+    *,
+    engine: str = "auto",
+    min_score: float = 0.0,
+    workspace: str = DEFAULT_WORKSPACE,
+    progress: ProgressFn | None = None,
+) -> list[ImagePredictions]:
+    """Predictions of a registered model for image files, folders of images (searched
+    recursively) or image records (their ``file``). Boxes are ``xyxy`` absolute pixels of each
+    image as displayed (EXIF orientation applied); masks COCO RLE; scores in ``[0, 1]``."""
+    loaded = load_model(store, model_ref, engine=engine, workspace=workspace)
+    return _predict_loaded(loaded, inputs, min_score=min_score, progress=progress)
+
+
+def _predict_loaded(loaded: LoadedModel, inputs: Sequence[Any], *, min_score: float, progress: ProgressFn | None) -> list[ImagePredictions]:
+    items: list[tuple[str, Any]]
+    if inputs and all(isinstance(x, ImageRecord) for x in inputs):
+        items = [(r.name, r) for r in inputs]
+    else:
+        items = [(str(p), p) for p in _inputs(inputs)]
+    out: list[ImagePredictions] = []
+    chunk = 32
+    for start in range(0, len(items), chunk):
+        part = items[start : start + chunk]
+        images = [_decode(x) if isinstance(x, ImageRecord) else _decode_input(x) for _, x in part]
+        for (name, _), im, pred in zip(part, images, loaded.predict_arrays(images), strict=True):
+            anns = pred[pred.scores >= min_score].to_annotations(loaded.classes, loaded.task)
+            out.append(ImagePredictions(name, im.width, im.height, [_annotation_dict(a) for a in anns]))
+        if progress is not None:
+            progress(min(start + chunk, len(items)), len(items))
+    return out
+
+
+# ----------------------------------------------------------------------------- pre-labels
+
+
+@dataclass
+class StoredPredictions:
+    """What ``winnow predict MODEL --store`` did. Field names are part of the ``--json`` contract."""
+
+    project: str
+    model: str
+    change_id: int | None
+    images: int
+    annotations_added: int
+    annotations_replaced: int
+    skipped_unknown_class: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_unlabeled(rec: ImageRecord) -> bool:
+    return UNLABELED_TAG in rec.tags or all(a.source == Source.MODEL for a in rec.annotations)
+
+
+def store_predictions(
+    store: Store,
+    project: str,
+    model_ref: str,
+    *,
+    images: Sequence[str] | None = None,
+    split: str | None = None,
+    only_unlabeled: bool = True,
+    min_score: float = 0.5,
+    engine: str = "auto",
+    workspace: str = DEFAULT_WORKSPACE,
+    user: str | None = None,
+    progress: ProgressFn | None = None,
+) -> StoredPredictions:
+    """Pre-label a project's images with a model's predictions: ``source=model`` annotations with
+    their scores (and ``attributes.model`` = the model id), one recorded change
+    (:func:`undo_predictions` reverts it).
+
+    Which images: ``images`` (names) when given; else those of ``split`` (or all) that are
+    unlabelled (tagged ``unlabeled``, or with no annotation but model ones) unless
+    ``only_unlabeled`` is false. This model's earlier predictions on those images are replaced.
+    Predictions below ``min_score``, or of a class the project no longer has, are left out.
+    """
+    from winnow.services.datasets import load_dataset
+
+    loaded = load_model(store, model_ref, engine=engine, workspace=workspace)
+    if not 0.0 <= min_score <= 1.0:
+        raise InvalidInputError(f"min score must be in [0, 1], got {min_score!r}")
+    dataset = load_dataset(store, project, workspace=workspace, split=split)
+    records = dataset.images
+    if images is not None:
+        by_name = {r.name: r for r in records}
+        missing = [n for n in images if n not in by_name]
+        if missing:
+            raise NotFoundError(f"project {project!r} has no image {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        records = [by_name[n] for n in images]
+    elif only_unlabeled:
+        records = [r for r in records if _is_unlabeled(r)]
+    results = _predict_loaded(loaded, records, min_score=min_score, progress=progress) if records else []
+
+    report = StoredPredictions(project, loaded.model, None, len(records), 0, 0, 0)
+    with store.write() as session:
+        proj = get_project(session, project, workspace)
+        class_ids = {c.name: c.id for c in session.scalars(select(m.ProjectClass).where(m.ProjectClass.project_id == proj.id))}
+        ops: list[dict[str, Any]] = []
+        for rec, result in zip(records, results, strict=True):
+            old = session.scalars(
+                select(m.Annotation).where(m.Annotation.image_id == rec.id, m.Annotation.source == Source.MODEL.value)
+            ).all()
+            for a in old:
+                if (a.attributes or {}).get("model") == loaded.model:
+                    ops.append({"op": "delete_annotation", "annotation": snapshot_row(a)})
+                    session.execute(delete(m.Annotation).where(m.Annotation.id == a.id))
+                    report.annotations_replaced += 1
+            for p in result.predictions:
+                if p["label"] not in class_ids:
+                    report.skipped_unknown_class += 1
+                    continue
+                box = p.get("bbox") or [None] * 4
+                ann = m.Annotation(
+                    image_id=rec.id,
+                    class_id=class_ids[p["label"]],
+                    x1=box[0],
+                    y1=box[1],
+                    x2=box[2],
+                    y2=box[3],
+                    polygon=None,  # explicit: stored as JSON null (the column is NOT NULL)
+                    rle=p.get("rle"),
+                    score=p["score"],
+                    source=Source.MODEL.value,
+                    attributes={"model": loaded.model},
+                    created_by=user,
+                )
+                session.add(ann)
+                session.flush()
+                ops.append({"op": "insert_annotation", "id": ann.id})
+                report.annotations_added += 1
+        if not ops:
+            return report
+        change = m.Change(
+            project_id=proj.id,
+            kind="predict",
+            description=f"winnow predict: {report.annotations_added} annotations from model {loaded.name} ({loaded.model[:12]})",
+            operations=ops,
+            created_by=user,
+        )
+        session.add(change)
+        session.flush()
+        report.change_id = change.id
+    return report
+
+
+def undo_predictions(store: Store, project: str, change_id: int | None = None, *, workspace: str = DEFAULT_WORKSPACE) -> dict[str, Any]:
+    """Revert a :func:`store_predictions` change (the latest not yet undone when ``change_id`` is ``None``):
+    its annotations are deleted and the predictions it replaced come back (same ids)."""
+    from winnow.services.fixes import undo
+
+    with store.read() as session:
+        proj = get_project(session, project, workspace)
+        q = select(m.Change.id).where(m.Change.project_id == proj.id, m.Change.kind == "predict", m.Change.undone_at.is_(None))
+        q = q.where(m.Change.id == change_id) if change_id is not None else q.order_by(m.Change.id.desc())
+        found = session.scalar(q.limit(1))
+    if found is None:
+        raise NotFoundError(f"no prediction change {'#' + str(change_id) + ' ' if change_id else ''}to undo in project {project!r}")
+    return undo(store, project, found, workspace=workspace)
