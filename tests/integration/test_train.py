@@ -373,3 +373,45 @@ def test_a_segmenter_trains_exports_whole_and_predicts_masks(tmp_path):
     assert onnx_file["verified"]["images"] == valid["images"] and onnx_file["verified"]["ok"], onnx_file["verified"]
     result = predict(store, s.name, [ds.images[0].file], min_score=0.0, engine="onnx")[0]
     assert result.predictions and all(p["rle"]["size"] == [72, 96] and len(p["bbox"]) == 4 for p in result.predictions)
+
+
+# ----------------------------------------------------------------------------- evaluate and compare registered models
+
+
+def test_a_registered_model_is_evaluated_by_slice_on_the_split_asked_for(det):
+    from winnow.services.evaluation import compare_models, evaluate_model
+
+    result = evaluate_model(det.store, "tiny-det", "shapes", det.version.version, split="valid", n_bootstrap=50)
+    doc = result.as_dict()
+    valid = det.version.counts["splits"]["valid"]
+    assert doc["split"] == "valid" and doc["version"] == det.version.version
+    assert doc["counts"]["images"] == valid["images"], "evaluated on exactly the valid split"
+    assert doc["counts"]["annotations"] == valid["annotations"]
+    assert len(doc["stats"]) == 12 and 0.0 <= doc["map50"] <= 1.0
+    slices = doc["slices"]
+    assert abs(slices["overall"] - doc["map50"]) < 1e-9, "the slice metric is mAP50 on the same predictions"
+    assert {s["kind"] for s in slices["slices"]} >= {"class", "split"}
+    with pytest.raises(InvalidInputError, match="no 'test' images"):
+        evaluate_model(det.store, "tiny-det", "shapes", det.version.version, split="test")
+
+    same = compare_models(det.store, "tiny-det", "tiny-det", "shapes", det.version.version, split="valid")
+    assert same["slices"] and all(r["delta"] == 0 and r["verdict"] == "same" for r in same["slices"])
+    assert same["better"] == same["worse"] == []
+
+
+def test_cli_eval_and_compare_a_registered_model(det):
+    from typer.testing import CliRunner
+
+    from winnow.cli.main import app
+
+    env = {"WINNOW_HOME": str(det.store.home)}
+    ref = f"shapes@{det.version.version[:10]}"
+    res = CliRunner().invoke(app, ["eval", "tiny-det", ref, "--split", "valid", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["model"] == "tiny-det" and doc["split"] == "valid" and len(doc["stats"]) == 12
+    res = CliRunner().invoke(app, ["compare", "tiny-det", "tiny-det", ref, "--split", "valid", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["worse"] == []
+    res = CliRunner().invoke(app, ["eval", "tiny-det"], env=env)
+    assert res.exit_code == 1 and "PROJECT@VERSION" in res.stderr

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from winnow.cli._common import JsonOpt, _emit_json, _errors, out
+from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
+from winnow.config import DEFAULT_WORKSPACE
 from winnow.errors import InvalidInputError
 
 
@@ -85,8 +86,9 @@ def _print_report(report) -> None:
 
 
 def eval_cmd(
-    model: Annotated[str | None, typer.Argument(help="A registered model (not available yet).", show_default=False)] = None,
-    target: Annotated[str | None, typer.Argument(help="PROJECT@VERSION to evaluate MODEL on (not available yet).", show_default=False)] = None,
+    model: Annotated[str | None, typer.Argument(help="A registered model (name or id prefix).", show_default=False)] = None,
+    target: Annotated[str | None, typer.Argument(help="PROJECT@VERSION to evaluate MODEL on.", show_default=False)] = None,
+    split: Annotated[str, typer.Option("--split", help="With MODEL: the version's split to evaluate on.")] = "test",
     gt: Annotated[Path | None, typer.Option("--gt", help="COCO ground-truth JSON.")] = None,
     predictions: Annotated[Path | None, typer.Option("--predictions", help="COCO results JSON (a list of detections).")] = None,
     iou_type: Annotated[str, typer.Option("--iou-type", help="bbox or segm.")] = "bbox",
@@ -95,15 +97,17 @@ def eval_cmd(
     ] = 0.25,
     slices: Annotated[bool, typer.Option("--slices", help="Also mAP50 per class, box size and image metadata, with bootstrap intervals.")] = False,
     max_errors: Annotated[int, typer.Option("--max-errors", help="Entries kept per error list.")] = 100,
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate predictions against ground truth: the 12 COCO numbers, per-class AP, PR curves,
+    """Evaluate predictions against ground truth (or a registered MODEL on PROJECT@VERSION, by slice): the 12 COCO numbers, per-class AP, PR curves,
     a confusion matrix and the errors worth looking at."""
     from winnow.services.evaluation import evaluate_files
 
     with _errors(as_json):
         if model is not None or target is not None:
-            raise InvalidInputError("not available yet: evaluating a registered MODEL on PROJECT@VERSION; use --gt and --predictions")
+            _eval_model(model, target, split, score_threshold, max_errors, workspace, as_json)
+            return
         if gt is None or predictions is None:
             raise InvalidInputError("give both --gt GT.json and --predictions PRED.json")
         if max_errors < 0:
@@ -113,3 +117,55 @@ def eval_cmd(
         _emit_json(report.as_dict())
     else:
         _print_report(report)
+
+
+def _eval_model(
+    model: str | None, target: str | None, split: str, score_threshold: float, max_errors: int, workspace: str, as_json: bool
+) -> None:
+    from winnow.services.evaluation import evaluate_model
+    from winnow.services.versions import parse_ref
+
+    if model is None or target is None:
+        raise InvalidInputError("give both MODEL and PROJECT@VERSION (or --gt and --predictions)")
+    project, ref = parse_ref(target)
+    with _progress("predicting", not as_json) as progress:
+        result = evaluate_model(
+            _store(), model, project, ref, split=split, workspace=workspace,
+            score_threshold=score_threshold, max_errors=max_errors, progress=progress,
+        )
+    if as_json:
+        _emit_json(result.as_dict())
+        return
+    out.print(f"{result.model} on {result.project}@{result.version[:12]} ({result.split})")
+    _print_report(result.report)
+    slices = getattr(result.report, "slices", None)
+    if slices is not None and slices.worst_slices:
+        worst = slices.worst_slices[0]
+        out.print(
+            f"worst slice: {worst.kind} {worst.name}: {slices.metric} {worst.score:.3f} "
+            f"(95% CI {worst.ci_low:.3f}-{worst.ci_high:.3f}) vs {slices.overall:.3f} overall, {worst.images} images"
+        )
+
+
+def compare_cmd(
+    model_a: Annotated[str, typer.Argument(help="The model before.")],
+    model_b: Annotated[str, typer.Argument(help="The model after.")],
+    target: Annotated[str, typer.Argument(help="PROJECT@VERSION both are evaluated on.")],
+    split: Annotated[str, typer.Option("--split", help="The version's split to evaluate on.")] = "test",
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    as_json: JsonOpt = False,
+) -> None:
+    """Which slices got better or worse from MODEL_A to MODEL_B (by non-overlapping bootstrap intervals)."""
+    from winnow.services.evaluation import compare_models
+    from winnow.services.versions import parse_ref
+
+    with _errors(as_json):
+        project, ref = parse_ref(target)
+        result = compare_models(_store(), model_a, model_b, project, ref, split=split, workspace=workspace)
+    if as_json:
+        _emit_json(result)
+        return
+    a, b = result["a"], result["b"]
+    out.print(f"{result['metric']} on {project}@{result['version'][:12]} ({split}): {a['model']} {a['overall']} -> {b['model']} {b['overall']}")
+    for row in result["slices"]:
+        out.print(f"  {row['verdict']:<6} {row['kind']}:{row['name']:<30} {row['a']:.3f} -> {row['b']:.3f} ({row['delta']:+.3f}, {row['images']} images)")

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
-from winnow.cli.evaluate import eval_cmd
+from winnow.cli.evaluate import compare_cmd, eval_cmd
 from winnow.cli.train import model_app, predict_cmd, train_cmd
 from winnow.cli.versions import version_app
 from winnow.config import DEFAULT_WORKSPACE
@@ -31,6 +31,7 @@ project_app = typer.Typer(help="Create, list and inspect projects.", no_args_is_
 app.add_typer(project_app, name="project")
 app.add_typer(version_app, name="version")
 app.command("eval")(eval_cmd)
+app.command("compare")(compare_cmd)
 app.command("train")(train_cmd)
 app.command("predict")(predict_cmd)
 app.add_typer(model_app, name="model")

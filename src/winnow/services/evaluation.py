@@ -16,11 +16,13 @@ boxes, polygons or RLE masks and a ``score``) become COCO results (``[x, y, w, h
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from winnow.config import DEFAULT_WORKSPACE
 from winnow.core import geometry
 from winnow.core.types import Annotation, Dataset, ImageRecord, Task
 from winnow.errors import FormatError, InvalidInputError
@@ -299,3 +301,127 @@ def _evaluate_classification(
         kept_records, AccuracyMetric(correct[keep]), conditions=kept_cond, min_size=min_slice_size, n_bootstrap=n_bootstrap, seed=seed
     )
     return report
+
+
+# ----------------------------------------------------------------------------- a registered model on a version
+
+#: Health checks whose findings become ``condition:<check>`` slices of a model evaluation.
+CONDITION_CHECKS = ("dark", "blurry", "overexposed", "low_information")
+
+
+def _health_conditions(store: Any, project: str, workspace: str) -> dict[str, list[str]]:
+    """Project image name -> the image-condition checks that flag it (from cached pixel facts)."""
+    from winnow.quality.engine import run_checks
+
+    result = run_checks(store, project, workspace=workspace, only=list(CONDITION_CHECKS))
+    out: dict[str, list[str]] = {}
+    for f in result.findings:
+        for name in f.images:
+            out.setdefault(name, []).append(f.check)
+    return out
+
+
+@dataclass
+class ModelEvaluation:
+    """``winnow eval MODEL PROJECT@VERSION``: the report plus what was evaluated on what."""
+
+    model: str
+    project: str
+    version: str
+    split: str
+    report: DetectionReport | ClassificationReport
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "project": self.project, "version": self.version, "split": self.split} | self.report.as_dict()
+
+
+def evaluate_model(
+    store: Any,
+    model_ref: str,
+    project: str,
+    ref: str | None,
+    *,
+    split: str = "test",
+    workspace: str = DEFAULT_WORKSPACE,
+    engine: str = "auto",
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    n_bootstrap: int = DEFAULT_BOOTSTRAP,
+    max_errors: int = DEFAULT_LIMIT,
+    progress: Any = None,
+) -> ModelEvaluation:
+    """Run a registered model on one split of a version and evaluate it, by slice.
+
+    The slices are the version's tags, metadata and splits of each image's source, its classes
+    and box sizes, and ``condition:<check>`` for the image-quality checks that flag its source
+    (dark, blurry, ...). Augmented outputs never reach here: only train images are augmented.
+    """
+    from winnow.services.training import predict
+    from winnow.services.versions import materialize_version
+
+    loaded, outputs = materialize_version(store, project, ref, workspace=workspace)
+    records = [r for r in outputs if r.split == split]
+    if not records:
+        raise InvalidInputError(f"version {loaded.version_id[:12]} of {project!r} has no {split!r} images to evaluate on")
+    sources = {r.name: r for r in loaded.manifest.images}
+    health = _health_conditions(store, project, workspace)
+    conditions: dict[str, list[str]] = {}
+    for rec in records:
+        source = sources.get(rec.metadata.get("source", rec.name))
+        if source is not None:
+            rec.tags, rec.metadata = list(source.tags), dict(source.metadata)
+            if health.get(source.name):
+                conditions[rec.name] = health[source.name]
+    predicted = predict(store, model_ref, records, engine=engine, workspace=workspace, progress=progress)
+    by_name = {
+        p.image: [
+            Annotation(label=d["label"], bbox=tuple(d["bbox"]) if "bbox" in d else None, rle=d.get("rle"), score=d["score"])
+            for d in p.predictions
+        ]
+        for p in predicted
+    }
+    gt = Dataset(classes=list(loaded.manifest.classes), images=records, task=Task(loaded.manifest.task))
+    report = evaluate_dataset(
+        gt, by_name, conditions=conditions, score_threshold=score_threshold, n_bootstrap=n_bootstrap, max_errors=max_errors
+    )
+    return ModelEvaluation(model_ref, loaded.project, loaded.version_id, split, report)
+
+
+def _slice_scores(report: Any) -> dict[tuple[str, str], Any]:
+    slices = getattr(report, "slices", None)
+    return {(s.kind, s.name): s for s in (slices.slices if slices is not None else [])}
+
+
+def compare_models(
+    store: Any, model_a: str, model_b: str, project: str, ref: str | None, *, split: str = "test", workspace: str = DEFAULT_WORKSPACE
+) -> dict[str, Any]:
+    """Both models on the same split, and which slices got better or worse (``b - a``).
+
+    A change counts as ``better``/``worse`` only when the slices' bootstrap intervals do not
+    overlap; otherwise it is ``same`` (a slice of 12 images is not over-read).
+    """
+    ea = evaluate_model(store, model_a, project, ref, split=split, workspace=workspace)
+    eb = evaluate_model(store, model_b, project, ref, split=split, workspace=workspace)
+    a, b = ea.report, eb.report
+    sa, sb = _slice_scores(a), _slice_scores(b)
+    rows = []
+    for key in sorted(set(sa) & set(sb)):
+        x, y = sa[key], sb[key]
+        if x.score is None or y.score is None:
+            continue
+        if None not in (x.ci_low, x.ci_high, y.ci_low, y.ci_high) and (y.ci_low > x.ci_high or y.ci_high < x.ci_low):
+            verdict = "better" if y.score > x.score else "worse"
+        else:
+            verdict = "same"
+        rows.append({"kind": key[0], "name": key[1], "images": y.images, "a": x.score, "b": y.score,
+                     "delta": round(y.score - x.score, 6), "verdict": verdict})
+    rows.sort(key=lambda r: r["delta"])
+    metric = "map50" if isinstance(a, DetectionReport) else "accuracy"
+    overall_a = a.slices.overall if getattr(a, "slices", None) is not None else None
+    overall_b = b.slices.overall if getattr(b, "slices", None) is not None else None
+    return {
+        "project": project, "version": ea.version, "split": split, "metric": metric,
+        "a": {"model": model_a, "overall": overall_a}, "b": {"model": model_b, "overall": overall_b},
+        "slices": rows,
+        "better": [r["name"] for r in rows if r["verdict"] == "better"],
+        "worse": [r["name"] for r in rows if r["verdict"] == "worse"],
+    }
