@@ -103,8 +103,10 @@ def test_empty_predictions_give_zeros(files):
     assert json.loads(result.stdout)["map"] == 0.0
 
 
-def test_model_and_target_are_not_available_yet(files):
-    result = runner.invoke(app, ["yolo-v1", "shop@v2", "--json"])
-    assert result.exit_code == 1 and "not available yet" in json.loads(result.stdout)["error"]
+def test_an_unknown_model_or_a_missing_target_is_a_clear_error(files, tmp_path):
+    result = runner.invoke(app, ["yolo-v1", "shop@v2", "--json"], env={"WINNOW_HOME": str(tmp_path / "home")})
+    assert result.exit_code == 1 and "project 'shop' does not exist" in json.loads(result.stdout)["error"]
+    result = runner.invoke(app, ["yolo-v1", "--json"])
+    assert result.exit_code == 1 and "PROJECT@VERSION" in json.loads(result.stdout)["error"]
     result = runner.invoke(app, ["--json"])
     assert result.exit_code == 1 and "--gt" in json.loads(result.stdout)["error"]
