@@ -188,17 +188,18 @@ def apply_fixes(
         if dry_run or not ops:
             session.rollback()
             return report
-        change = m.Change(
-            project_id=proj.id,
-            kind="fix",
-            description=f"winnow fix: {report.findings_applied} findings from {', '.join(wanted)}",
-            operations=ops,
-            created_by=user,
+        report.change_id = record_change(
+            session, proj.id, "fix", f"winnow fix: {report.findings_applied} findings from {', '.join(wanted)}", ops, user
         )
-        session.add(change)
-        session.flush()
-        report.change_id = change.id
     return report
+
+
+def record_change(session: Session, project_id: int, kind: str, description: str, ops: list[dict[str, Any]], user: str | None) -> int:
+    """Record ``ops`` (what :func:`undo` needs to revert them) as one change; return its id."""
+    change = m.Change(project_id=project_id, kind=kind, description=description, operations=ops, created_by=user)
+    session.add(change)
+    session.flush()
+    return change.id
 
 
 def undo(store: Store, project: str, change_id: int | None = None, *, workspace: str = DEFAULT_WORKSPACE) -> dict[str, Any]:

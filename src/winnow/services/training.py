@@ -30,7 +30,7 @@ import winnow
 from winnow.config import DEFAULT_WORKSPACE
 from winnow.core.types import UNLABELED_TAG, ImageRecord, Source, Task
 from winnow.errors import ConflictError, InvalidInputError, NotFoundError, WinnowError
-from winnow.services.fixes import snapshot_row
+from winnow.services.fixes import record_change, snapshot_row
 from winnow.services.projects import get_project, validate_name
 from winnow.store import models as m
 from winnow.store.db import Store
@@ -727,16 +727,10 @@ def store_predictions(
                 report.annotations_added += 1
         if not ops:
             return report
-        change = m.Change(
-            project_id=proj.id,
-            kind="predict",
-            description=f"winnow predict: {report.annotations_added} annotations from model {loaded.name} ({loaded.model[:12]})",
-            operations=ops,
-            created_by=user,
+        report.change_id = record_change(
+            session, proj.id, "predict",
+            f"winnow predict: {report.annotations_added} annotations from model {loaded.name} ({loaded.model[:12]})", ops, user,
         )
-        session.add(change)
-        session.flush()
-        report.change_id = change.id
     return report
 
 
