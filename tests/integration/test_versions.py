@@ -346,3 +346,19 @@ def test_jpeg_sources_give_jpeg_outputs_and_unchanged_images_reuse_their_blob(tm
             assert rec.name.endswith("_aug1.jpg") and rec.sha256 not in sources.values()
         else:
             assert rec.sha256 == sources[rec.name], "the un-augmented output is the source file itself"
+
+
+def test_gc_removes_the_versions_of_a_deleted_project_and_their_outputs(tmp_path):
+    from winnow.services.projects import delete_project
+
+    store = synthetic_store(tmp_path, n=8)
+    keep = create_version(store, "shapes", augment="outputs=1,flip=h")
+    materialize_version(store, "shapes", keep.version)
+    folder = load_version(store, "shapes").folder
+    assert verify(store, gc=True, grace_seconds=0).removed_versions == 0, "a live version is kept"
+    assert folder.is_dir()
+
+    delete_project(store, "shapes")
+    report = verify(store, gc=True, grace_seconds=0)
+    assert report.ok and report.removed_versions == 1 and not folder.exists()
+    assert list(store.blobs.iter_shas()) == [], "its images and augmented outputs are unreferenced now"

@@ -10,6 +10,8 @@ deletes the blobs of an import that is still running.
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -29,6 +31,7 @@ class VerifyReport:
     corrupt: list[str] = field(default_factory=list)
     unreferenced: list[str] = field(default_factory=list)
     removed: int = 0
+    removed_versions: int = 0  # manifest folders of versions that no longer exist
 
     @property
     def ok(self) -> bool:
@@ -51,7 +54,7 @@ def verify(
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     from winnow.services.training import referenced_model_blobs
-    from winnow.services.versions import referenced_blobs
+    from winnow.services.versions import orphan_version_folders, referenced_blobs
 
     report = VerifyReport()
     with store.read() as session:
@@ -82,5 +85,9 @@ def verify(
                     store.blobs.remove(sha)
                     session.execute(m.Blob.__table__.delete().where(m.Blob.sha256 == sha))
                     report.removed += 1
+            for folder in orphan_version_folders(store):
+                if time.time() - folder.stat().st_mtime >= grace_seconds:
+                    shutil.rmtree(folder)
+                    report.removed_versions += 1
         store.blobs.clean_tmp(older_than=grace_seconds)
     return report

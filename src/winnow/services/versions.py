@@ -344,6 +344,23 @@ def load_version(store: Store, project: str, ref: str | None = None, *, workspac
     return LoadedVersion(name, pid, vid, number, folder, outputs_sha, manifest)
 
 
+def orphan_version_folders(store: Store) -> list[Path]:
+    """Version folders no version row names (their project was deleted, or their row never
+    committed): ``gc`` removes them."""
+    root = store.home / "versions"
+    if not root.is_dir():
+        return []
+    with store.read() as session:
+        known = {(str(p), v) for p, v in session.execute(select(m.Version.project_id, m.Version.version_id))}
+    return sorted(
+        folder
+        for project_dir in root.iterdir()
+        if project_dir.is_dir()
+        for folder in project_dir.iterdir()
+        if folder.is_dir() and (project_dir.name, folder.name) not in known
+    )
+
+
 def referenced_blobs(store: Store) -> set[str]:
     """Every blob a version points at (its images and its materialised outputs): ``gc`` keeps them."""
     import pyarrow.parquet as pq
