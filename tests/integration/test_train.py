@@ -406,10 +406,17 @@ def test_cli_eval_and_compare_a_registered_model(det):
 
     env = {"WINNOW_HOME": str(det.store.home)}
     ref = f"shapes@{det.version.version[:10]}"
-    res = CliRunner().invoke(app, ["eval", "tiny-det", ref, "--split", "valid", "--json"], env=env)
+    html = det.root / "eval.html"
+    res = CliRunner().invoke(app, ["eval", "tiny-det", ref, "--split", "valid", "--json", "--html", str(html)], env=env)
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["model"] == "tiny-det" and doc["split"] == "valid" and len(doc["stats"]) == 12
+    page = html.read_text()
+    assert "<script" not in page and "http" not in page.replace("http-equiv", ""), "self-contained, no scripts"
+    assert page.count("data:image/png") >= 3, "PR curves, confusion matrix and slices"
+    errors = doc["errors"]
+    shown = sum(min(len(errors[k]), 12) for k in ("false_negatives", "false_positives", "confusions", "low_iou"))
+    assert shown and page.count("data:image/jpeg") == shown, "every error shown has a preview with its boxes"
     res = CliRunner().invoke(app, ["compare", "tiny-det", "tiny-det", ref, "--split", "valid", "--json"], env=env)
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["worse"] == []

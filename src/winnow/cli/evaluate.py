@@ -97,6 +97,7 @@ def eval_cmd(
     ] = 0.25,
     slices: Annotated[bool, typer.Option("--slices", help="Also mAP50 per class, box size and image metadata, with bootstrap intervals.")] = False,
     max_errors: Annotated[int, typer.Option("--max-errors", help="Entries kept per error list.")] = 100,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report with plots and error previews.")] = None,
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -106,21 +107,32 @@ def eval_cmd(
 
     with _errors(as_json):
         if model is not None or target is not None:
-            _eval_model(model, target, split, score_threshold, max_errors, workspace, as_json)
+            _eval_model(model, target, split, score_threshold, max_errors, workspace, as_json, html)
             return
         if gt is None or predictions is None:
             raise InvalidInputError("give both --gt GT.json and --predictions PRED.json")
         if max_errors < 0:
             raise InvalidInputError("--max-errors must be >= 0")
         report = evaluate_files(gt, predictions, iou_type, score_threshold=score_threshold, slices=slices, max_errors=max_errors)
+        if html is not None:
+            _write_html(report, html, f"Evaluation of {predictions.name} against {gt.name}", {})
     if as_json:
         _emit_json(report.as_dict())
     else:
         _print_report(report)
 
 
+def _write_html(report, path: Path, title: str, images) -> None:
+    from winnow.evaluate.report import write_html
+
+    if not hasattr(report, "pr_curves"):
+        raise InvalidInputError("--html writes detection and segmentation reports; this is a classification report")
+    write_html(report.as_dict(), path, title=title, images=images)
+
+
 def _eval_model(
-    model: str | None, target: str | None, split: str, score_threshold: float, max_errors: int, workspace: str, as_json: bool
+    model: str | None, target: str | None, split: str, score_threshold: float, max_errors: int, workspace: str, as_json: bool,
+    html: Path | None = None,
 ) -> None:
     from winnow.services.evaluation import evaluate_model
     from winnow.services.versions import parse_ref
@@ -133,6 +145,8 @@ def _eval_model(
             _store(), model, project, ref, split=split, workspace=workspace,
             score_threshold=score_threshold, max_errors=max_errors, progress=progress,
         )
+    if html is not None:
+        _write_html(result.report, html, f"{result.model} on {result.project}@{result.version[:12]} ({result.split})", result.images)
     if as_json:
         _emit_json(result.as_dict())
         return

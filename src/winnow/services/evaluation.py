@@ -16,7 +16,7 @@ boxes, polygons or RLE masks and a ``score``) become COCO results (``[x, y, w, h
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +330,7 @@ class ModelEvaluation:
     version: str
     split: str
     report: DetectionReport | ClassificationReport
+    images: dict[str, Path] = field(default_factory=dict)  # evaluated image name -> its file (for previews)
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "project": self.project, "version": self.version, "split": self.split} | self.report.as_dict()
@@ -383,7 +384,7 @@ def evaluate_model(
     report = evaluate_dataset(
         gt, by_name, conditions=conditions, score_threshold=score_threshold, n_bootstrap=n_bootstrap, max_errors=max_errors
     )
-    return ModelEvaluation(model_ref, loaded.project, loaded.version_id, split, report)
+    return ModelEvaluation(model_ref, loaded.project, loaded.version_id, split, report, {r.name: r.file for r in records})
 
 
 def _slice_scores(report: Any) -> dict[tuple[str, str], Any]:
