@@ -5,6 +5,7 @@ pre-labels stored as one undoable change, the CLI, and bad inputs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -422,3 +423,19 @@ def test_cli_eval_and_compare_a_registered_model(det):
     assert json.loads(res.stdout)["worse"] == []
     res = CliRunner().invoke(app, ["eval", "tiny-det"], env=env)
     assert res.exit_code == 1 and "PROJECT@VERSION" in res.stderr
+
+
+def test_an_unreadable_file_in_a_folder_is_reported_and_skipped_not_fatal(det, tmp_path):
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    PILImage.new("RGB", (64, 48), (90, 120, 60)).save(folder / "a_good.png")
+    (folder / "b_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    PILImage.new("RGB", (32, 32), (10, 10, 10)).save(folder / "c_good.png")
+    results = predict(det.store, "tiny-det", [folder])
+    assert [Path(r.image).name for r in results] == ["a_good.png", "b_broken.jpg", "c_good.png"], "input order is kept"
+    broken = results[1]
+    assert broken.error and "b_broken.jpg" in broken.error and broken.predictions == []
+    assert results[0].error is None and (results[0].width, results[0].height) == (64, 48)
+    assert results[2].error is None and (results[2].width, results[2].height) == (32, 32)

@@ -207,6 +207,9 @@ def predict_cmd(
         _emit_json(doc)
         return
     for r in results:
+        if r.error is not None:
+            out.print(f"{r.image}: skipped: {r.error}")
+            continue
         out.print(f"{r.image} ({r.width}x{r.height}): {len(r.predictions)} predictions")
         for p in r.predictions[:20]:
             box = " [" + ", ".join(f"{v:.1f}" for v in p["bbox"]) + "]" if "bbox" in p else ""

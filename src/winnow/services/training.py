@@ -548,6 +548,7 @@ class ImagePredictions:
     width: int
     height: int
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # why a file found in a folder could not be read (it is skipped)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -562,19 +563,21 @@ def _annotation_dict(a: Any) -> dict[str, Any]:
     return d
 
 
-def _inputs(paths: Iterable[str | Path]) -> list[Path]:
+def _inputs(paths: Iterable[str | Path]) -> list[tuple[Path, bool]]:
+    """``(file, found in a folder)`` for each input: files named directly must be images;
+    an unreadable file found in a folder is reported and skipped."""
     from winnow.formats.base import find_images
 
-    files: list[Path] = []
+    files: list[tuple[Path, bool]] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
             found = list(find_images(path))
             if not found:
                 raise InvalidInputError(f"{path}: no image files in this folder")
-            files.extend(found)
+            files.extend((f, True) for f in found)
         elif path.is_file():
-            files.append(path)
+            files.append((path, False))
         else:
             raise NotFoundError(f"{path}: no such file or folder")
     return files
@@ -607,19 +610,30 @@ def predict(
 
 
 def _predict_loaded(loaded: LoadedModel, inputs: Sequence[Any], *, min_score: float, progress: ProgressFn | None) -> list[ImagePredictions]:
-    items: list[tuple[str, Any]]
+    items: list[tuple[str, Any, bool]]
     if inputs and all(isinstance(x, ImageRecord) for x in inputs):
-        items = [(r.name, r) for r in inputs]
+        items = [(r.name, r, False) for r in inputs]
     else:
-        items = [(str(p), p) for p in _inputs(inputs)]
+        items = [(str(p), p, in_folder) for p, in_folder in _inputs(inputs)]
     out: list[ImagePredictions] = []
     chunk = 32
     for start in range(0, len(items), chunk):
         part = items[start : start + chunk]
-        images = [_decode(x) if isinstance(x, ImageRecord) else _decode_input(x) for _, x in part]
-        for (name, _), im, pred in zip(part, images, loaded.predict_arrays(images), strict=True):
+        results: list[ImagePredictions | None] = []
+        readable, images = [], []
+        for name, x, in_folder in part:
+            try:
+                images.append(_decode(x) if isinstance(x, ImageRecord) else _decode_input(x))
+                readable.append((len(results), name))
+                results.append(None)
+            except InvalidInputError as exc:
+                if not in_folder:
+                    raise
+                results.append(ImagePredictions(name, 0, 0, [], error=str(exc)))
+        for (slot, name), im, pred in zip(readable, images, loaded.predict_arrays(images) if images else [], strict=True):
             anns = pred[pred.scores >= min_score].to_annotations(loaded.classes, loaded.task)
-            out.append(ImagePredictions(name, im.width, im.height, [_annotation_dict(a) for a in anns]))
+            results[slot] = ImagePredictions(name, im.width, im.height, [_annotation_dict(a) for a in anns])
+        out.extend(r for r in results if r is not None)
         if progress is not None:
             progress(min(start + chunk, len(items)), len(items))
     return out
