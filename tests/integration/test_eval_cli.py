@@ -110,3 +110,30 @@ def test_an_unknown_model_or_a_missing_target_is_a_clear_error(files, tmp_path):
     assert result.exit_code == 1 and "PROJECT@VERSION" in json.loads(result.stdout)["error"]
     result = runner.invoke(app, ["--json"])
     assert result.exit_code == 1 and "--gt" in json.loads(result.stdout)["error"]
+
+
+def test_html_report_previews_the_errors_on_images_beside_the_ground_truth(tmp_path):
+    from PIL import Image
+
+    gt = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+            {"id": 2, "file_name": "../outside.jpg", "width": 100, "height": 80},
+        ],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+        ],
+    }
+    Image.new("RGB", (100, 80), (90, 90, 90)).save(tmp_path / "a.jpg")
+    Image.new("RGB", (100, 80), (90, 90, 90)).save(tmp_path.parent / "outside.jpg")  # must not be read
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [60, 40, 20, 20], "score": 0.9}]))
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["--gt", str(tmp_path / "gt.json"), "--predictions", str(tmp_path / "pred.json"), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert "<script" not in text
+    # a.jpg: one missed object and one false positive, both previewed; ../outside.jpg: its miss has no preview
+    assert text.count("data:image/jpeg") == 2 and text.count("(no preview)") == 1

@@ -115,11 +115,35 @@ def eval_cmd(
             raise InvalidInputError("--max-errors must be >= 0")
         report = evaluate_files(gt, predictions, iou_type, score_threshold=score_threshold, slices=slices, max_errors=max_errors)
         if html is not None:
-            _write_html(report, html, f"Evaluation of {predictions.name} against {gt.name}", {})
+            _write_html(report, html, f"Evaluation of {predictions.name} against {gt.name}", _images_beside(gt))
     if as_json:
         _emit_json(report.as_dict())
     else:
         _print_report(report)
+
+
+def _images_beside(gt: Path) -> dict[str, Path]:
+    """Image ``file_name``\ s of a COCO file that exist under its folder (for error previews)."""
+    import json
+
+    from winnow.formats.base import safe_join
+
+    root = gt.resolve().parent
+    out: dict[str, Path] = {}
+    try:
+        doc = json.loads(gt.read_text(encoding="utf-8"))
+        for im in doc.get("images", []):
+            name = im.get("file_name")
+            if isinstance(name, str):
+                try:
+                    path = safe_join(root, name)
+                except Exception:  # an unsafe name (absolute, ../) only loses its preview
+                    continue
+                if path.is_file():
+                    out[name] = path
+    except (OSError, ValueError, AttributeError):
+        pass
+    return out
 
 
 def _write_html(report, path: Path, title: str, images) -> None:

@@ -26,7 +26,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:110px}.card b{display:block;font-size:22px}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:12px}.plots img{width:100%;border:1px solid #eee}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:12px}.plots figure{margin:0}.plots img{width:100%;border:1px solid #eee}
 table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #eee;text-align:left}
 .thumbs{display:flex;gap:8px;flex-wrap:wrap}.thumbs figure{margin:0;font-size:11px;color:#555;max-width:200px;word-break:break-all}
 .sig{color:#d62728;font-weight:bold}
@@ -100,8 +100,10 @@ def render(doc: Mapping[str, Any], *, title: str = "Evaluation", images: Mapping
         parts.append("<table><tr><th>slice</th><th>images</th><th>score</th><th>95% interval</th><th>gap</th></tr>")
         for s in slices["worst_slices"]:
             mark = " class='sig'" if s.get("significant") else ""
+            name = str(s["name"])
+            label = name if name.startswith(f"{s['kind']}:") else f"{s['kind']}: {name}"
             parts.append(
-                f"<tr><td{mark}>{e(s['kind'])}: {e(str(s['name']))}</td><td>{s['images']}</td><td>{s['score']:.3f}</td>"
+                f"<tr><td{mark}>{e(label)}</td><td>{s['images']}</td><td>{s['score']:.3f}</td>"
                 f"<td>{s['ci_low']:.3f} - {s['ci_high']:.3f}</td><td>{s['gap']:.3f}</td></tr>"
             )
         parts.append("</table>")
