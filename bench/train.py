@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import sys
 import time
@@ -42,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from _docs import write_block  # bench/ is on sys.path when a script runs
 
 
 def _load() -> str:
@@ -211,13 +212,10 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     if args.docs is not None:
-        text = args.docs.read_text(encoding="utf-8")
-        begin, end = "<!-- bench/train.py: begin -->", "<!-- bench/train.py: end -->"
-        if begin in text and end in text:
-            text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}\n{end}", text, flags=re.DOTALL)
-        else:
-            text = text.rstrip("\n") + f"\n\n## `train.py`: time to a useful model (CPU)\n\n{begin}\n{block}\n{end}\n"
-        args.docs.write_text(text, encoding="utf-8")
+        write_block(
+            args.docs, "<!-- bench/train.py: begin -->", "<!-- bench/train.py: end -->", block,
+            heading="## `train.py`: time to a useful model (CPU)",
+        )
 
 
 if __name__ == "__main__":
