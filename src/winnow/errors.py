@@ -42,3 +42,23 @@ class FormatError(WinnowError):
 
 class UnsafeInputError(WinnowError):
     """Input refused for safety: zip slip, bombs, XML entities, unsupported image formats."""
+
+
+class UnsupportedMediaError(InvalidInputError):
+    """The bytes are not a kind of file the endpoint takes (an HTML page sent as an image)."""
+
+
+class TooLargeError(InvalidInputError):
+    """A request body, upload or archive is over its size limit."""
+
+
+class PermissionDeniedError(WinnowError):
+    """The caller's role does not allow this action."""
+
+
+class RateLimitedError(WinnowError):
+    """Too many requests of one kind from one key; ``retry_after`` seconds until the next is taken."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after

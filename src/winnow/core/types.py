@@ -33,6 +33,10 @@ SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "test": "te
 #: an image labelled as having no objects.
 UNLABELED_TAG = "unlabeled"
 
+#: Tag of an image captured from production through the inference API (it is also ``unlabeled``
+#: until a person labels it).
+CAPTURED_TAG = "captured"
+
 
 class Task(str, enum.Enum):
     """What a project's labels describe."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from winnow.config import DEFAULT_WORKSPACE
 from winnow.core.types import SPLITS, Annotation, Dataset, ImageRecord, Source, Task
-from winnow.errors import ConflictError, InvalidInputError
+from winnow.errors import ConflictError, InvalidInputError, NotFoundError
 from winnow.formats import get_format
 from winnow.formats.coco import gc_paused
 from winnow.services.projects import class_names, get_project
@@ -324,3 +325,47 @@ def write_dataset(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def get_image(store: Store, project_name: str, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> ImageRecord:
+    """One image of a project with its annotations (with their ids), tags and metadata."""
+    with store.read() as session:
+        project = get_project(session, project_name, workspace)
+        rows = list(
+            session.execute(
+                select(m.Image).where(m.Image.project_id == project.id, m.Image.name == unicodedata.normalize("NFC", name))
+                .with_only_columns(*_IMAGE_COLUMNS)
+            )
+        )
+        if not rows:
+            raise NotFoundError(f"project {project_name!r} has no image {name!r}")
+        return _records(session, store, rows)[0]
+
+
+def annotation_dict(a: Annotation) -> dict[str, Any]:
+    """An annotation as the API and ``--json`` outputs show it."""
+    return {
+        "id": a.id,
+        "label": a.label,
+        "bbox": None if a.bbox is None else [float(v) for v in a.bbox],
+        "polygon": a.polygon,
+        "rle": a.rle,
+        "iscrowd": a.iscrowd,
+        "score": a.score,
+        "source": a.source.value if hasattr(a.source, "value") else a.source,
+        "attributes": a.attributes,
+    }
+
+
+def image_dict(rec: ImageRecord) -> dict[str, Any]:
+    """An image record with its annotations, as the API shows it."""
+    return {
+        "name": rec.name,
+        "sha256": rec.sha256,
+        "width": rec.width,
+        "height": rec.height,
+        "split": rec.split,
+        "tags": list(rec.tags),
+        "metadata": dict(rec.metadata),
+        "annotations": [annotation_dict(a) for a in rec.annotations],
+    }

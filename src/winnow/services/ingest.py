@@ -120,9 +120,14 @@ def _prepare(
     report: ImportReport,
     problems: Problems,
     progress: ProgressFn | None,
+    strict: bool = False,
 ) -> list[_Prepared]:
-    """Hash, probe and store the bytes of every record; skip the ones that cannot be imported."""
+    """Hash, probe and store the bytes of every record; skip the ones that cannot be imported.
+
+    ``strict``: any error refuses the whole import (:class:`InvalidInputError`) before a single
+    byte is stored."""
     prepared: list[_Prepared] = []
+    pending: list[tuple[bytes, str]] = []
     seen_names: dict[str, str] = {}
     first_of_sha: dict[str, str] = {}
     total = len(dataset.images)
@@ -152,6 +157,8 @@ def _prepare(
             continue
         try:
             info = media.probe(data, str(record.file))
+            if strict:  # uploads: the pixels must decode too (a truncated file is refused now, not flagged later)
+                media.decode(data, str(record.file))
         except media.InvalidImageError as exc:
             problems.error(record.file, str(exc).split(": ", 1)[-1], record=name)
             continue
@@ -160,8 +167,17 @@ def _prepare(
             report.duplicates.append({"name": name, "duplicate_of": first_of_sha[sha], "where": "import"})
         else:
             first_of_sha[sha] = name
-            store.blobs.put(data, sha, durable=False)
+            if strict:
+                pending.append((data, sha))
+            else:
+                store.blobs.put(data, sha, durable=False)
         prepared.append(_Prepared(record, sha, info, len(data)))
+    if strict and problems.errors:
+        shown = "; ".join(str(p) for p in problems.errors[:5])
+        more = len(problems.errors) - 5
+        raise InvalidInputError(f"nothing imported: {shown}" + (f" (and {more} more)" if more > 0 else ""))
+    for data, sha in pending:
+        store.blobs.put(data, sha, durable=False)
     return prepared
 
 
@@ -395,6 +411,8 @@ def import_dataset(
     split: str | None = None,
     tags: Iterable[str] = (),
     clip: bool = False,
+    strict: bool = False,
+    source: str | None = None,
     progress: ProgressFn | None = None,
 ) -> ImportReport:
     """Import the dataset at ``path`` (folder, file or archive) into ``project_name``.
@@ -405,6 +423,8 @@ def import_dataset(
             the split the dataset's layout gives.
         tags: tags added to every imported image.
         clip: clip boxes that leave the image instead of keeping them and warning.
+        strict: refuse the whole import when any image cannot be imported (the API's uploads).
+        source: what the import report and record name as the source (default: ``path``).
         progress: called with ``(done, total)`` while images are processed.
 
     Returns the :class:`ImportReport`; raises :class:`~winnow.errors.WinnowError` (and changes
@@ -425,8 +445,8 @@ def import_dataset(
         dataset, fmt_name = _read_dataset(root, format, problems)
         return import_records(
             store, project_name, dataset, root if root.is_dir() else root.parent,
-            workspace=workspace, source=str(path), format=fmt_name, split=split, tags=tags,
-            clip=clip, problems=problems, progress=progress, started=started,
+            workspace=workspace, source=source or str(path), format=fmt_name, split=split, tags=tags,
+            clip=clip, strict=strict, problems=problems, progress=progress, started=started,
         )
     finally:
         if scratch is not None:
@@ -452,6 +472,7 @@ def import_records(
     split: str | None = None,
     tags: Iterable[str] = (),
     clip: bool = False,
+    strict: bool = False,
     problems: Problems | None = None,
     progress: ProgressFn | None = None,
     started: float | None = None,
@@ -474,7 +495,7 @@ def import_records(
         problems.warning(root, f"the dataset looks like {dataset.infer_task().value} data; the project's task is {project_task.value}")
     # millions of small objects are made and kept below: no cyclic-GC pass over all of them
     with gc_paused():
-        prepared = _prepare(dataset, Path(root), store, existing, report, problems, progress)
+        prepared = _prepare(dataset, Path(root), store, existing, report, problems, progress, strict)
         store.blobs.sync()  # blobs are durable before any row points at them
         with store.write() as session:
             project = get_project(session, project_name, workspace)

@@ -224,3 +224,95 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class ApiKey(Base):
+    """An HTTP API key: scoped to one workspace with a role (``admin``, ``labeler``, ``viewer``).
+
+    Only the SHA-256 of the key is stored (keys are 256-bit random, so a slow hash adds nothing);
+    ``prefix`` is the first characters, shown in listings so a person can tell keys apart.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class ProjectSetting(Base):
+    """A project's settings by key (``capture``: the capture policy of its deployed model, ...)."""
+
+    __tablename__ = "project_settings"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class Deployment(Base):
+    """One deploy of a model as its project's active model; the newest row not ended is live."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class QueueBatch(Base):
+    """A batch of images to label (from ``winnow select``) or to check (from health findings)."""
+
+    __tablename__ = "queue_batches"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20), default="label")  # label | check
+    strategy: Mapped[str | None] = mapped_column(String(40), default=None)
+    params: Mapped[Any] = mapped_column(JSON, default=dict)
+    assignee: Mapped[str | None] = mapped_column(String(200), default=None)
+    reviewer: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class QueueItem(Base):
+    """One image in a batch. ``state``: ``to_label`` -> ``in_review`` -> ``done`` (a reviewer may
+    send it back to ``to_label``). ``decision``: the labeler's ``accepted`` (the pre-labels),
+    ``corrected`` or ``rejected`` (not worth labelling)."""
+
+    __tablename__ = "queue_items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "image_id"),
+        Index("ix_queue_items_batch_state", "batch_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("queue_batches.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), default="to_label")
+    score: Mapped[float | None] = mapped_column(Float, default=None)  # why it was selected
+    reason: Mapped[Any] = mapped_column(JSON, default=None)  # strategy evidence or the finding
+    prelabels: Mapped[Any] = mapped_column(JSON, default=list)
+    decision: Mapped[str | None] = mapped_column(String(20), default=None)
+    assignee: Mapped[str | None] = mapped_column(String(200), default=None)
+    labeled_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    labeled_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,25 @@
+"""One module per resource; :data:`ROUTERS` is what the app mounts under ``/api/v1``."""
+
+from winnow.api.routes import (
+    annotations,
+    checks,
+    deploy,
+    evaluations,
+    images,
+    models,
+    projects,
+    queue,
+    versions,
+)
+
+ROUTERS = [
+    projects.router,
+    images.router,
+    annotations.router,
+    versions.router,
+    models.router,
+    checks.router,
+    evaluations.router,
+    deploy.router,
+    queue.router,
+]

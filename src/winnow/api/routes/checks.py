@@ -1,0 +1,5 @@
+"""The checks endpoints (to be written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["checks"])

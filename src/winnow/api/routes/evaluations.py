@@ -1,0 +1,5 @@
+"""The evaluations endpoints (to be written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["evaluations"])

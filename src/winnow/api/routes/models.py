@@ -1,0 +1,5 @@
+"""The models endpoints (to be written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["models"])

@@ -1,0 +1,5 @@
+"""The queue endpoints (to be written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["queue"])
