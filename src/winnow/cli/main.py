@@ -17,6 +17,7 @@ from rich.table import Table
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
 from winnow.cli.evaluate import compare_cmd, eval_cmd
 from winnow.cli.serve import key_app, serve_cmd
+from winnow.cli.select import select_cmd
 from winnow.cli.train import model_app, predict_cmd, train_cmd
 from winnow.cli.versions import version_app
 from winnow.config import DEFAULT_WORKSPACE
@@ -35,6 +36,7 @@ app.command("eval")(eval_cmd)
 app.command("compare")(compare_cmd)
 app.command("train")(train_cmd)
 app.command("predict")(predict_cmd)
+app.command("select")(select_cmd)
 app.add_typer(model_app, name="model")
 app.command("serve")(serve_cmd)
 app.add_typer(key_app, name="key")
