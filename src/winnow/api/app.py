@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from winnow import __version__, errors
 from winnow.api.deps import Unauthenticated
+from winnow.api.jobs import JobRunner
 from winnow.api.limits import BodyLimitMiddleware, Limits, RateLimiter
 from winnow.store.db import Store
 
@@ -46,6 +47,7 @@ def create_app(store: Store | None = None, *, limits: Limits | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.jobs.close()
         pool = getattr(app.state, "inference", None)
         if pool is not None:
             pool.close()
@@ -59,6 +61,7 @@ def create_app(store: Store | None = None, *, limits: Limits | None = None) -> F
     app.state.store = store if store is not None else Store.open()
     app.state.limits = limits or Limits.from_env()
     app.state.limiter = RateLimiter(app.state.limits.rates)
+    app.state.jobs = JobRunner.from_env(status_of=_status)  # background training/evaluation (api/jobs.py)
     app.add_middleware(BodyLimitMiddleware, limits=app.state.limits)
 
     @app.exception_handler(errors.WinnowError)

@@ -140,7 +140,7 @@ def register(cls: type[Check]) -> type[Check]:
 def _load_builtin() -> None:
     import importlib
 
-    for module in ("files", "duplicates", "geometry", "balance", "image_quality", "label_errors"):
+    for module in ("files", "duplicates", "geometry", "balance", "image_quality", "label_errors", "detection_errors", "drift"):
         try:
             importlib.import_module(f"winnow.quality.{module}")
         except ModuleNotFoundError as exc:  # a family not written yet

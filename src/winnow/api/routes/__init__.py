@@ -6,6 +6,7 @@ from winnow.api.routes import (
     deploy,
     evaluations,
     images,
+    jobs,
     models,
     projects,
     queue,
@@ -20,6 +21,7 @@ ROUTERS = [
     models.router,
     checks.router,
     evaluations.router,
+    jobs.router,
     deploy.router,
     queue.router,
 ]
