@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
+from winnow.cli.deploy import capture_cmd, deploy_cmd
 from winnow.cli.evaluate import compare_cmd, eval_cmd
 from winnow.cli.serve import key_app, serve_cmd
 from winnow.cli.select import select_cmd
@@ -40,6 +41,8 @@ app.command("select")(select_cmd)
 app.add_typer(model_app, name="model")
 app.command("serve")(serve_cmd)
 app.add_typer(key_app, name="key")
+app.command("deploy")(deploy_cmd)
+app.command("capture")(capture_cmd)
 
 
 # ----------------------------------------------------------------------------------- projects

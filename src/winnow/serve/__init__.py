@@ -1,0 +1,1 @@
+"""Serving deployed models: the inference pool behind ``POST /projects/{p}/predict``."""
