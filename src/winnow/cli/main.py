@@ -17,6 +17,7 @@ from rich.table import Table
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
 from winnow.cli.deploy import capture_cmd, deploy_cmd
 from winnow.cli.evaluate import compare_cmd, eval_cmd
+from winnow.cli.queue import queue_app
 from winnow.cli.serve import key_app, serve_cmd
 from winnow.cli.select import select_cmd
 from winnow.cli.train import model_app, predict_cmd, train_cmd
@@ -41,6 +42,7 @@ app.command("select")(select_cmd)
 app.add_typer(model_app, name="model")
 app.command("serve")(serve_cmd)
 app.add_typer(key_app, name="key")
+app.add_typer(queue_app, name="queue")
 app.command("deploy")(deploy_cmd)
 app.command("capture")(capture_cmd)
 
@@ -141,6 +143,9 @@ def import_cmd(
     split: Annotated[str | None, typer.Option("--split", "-s", help="Put every image in this split.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag every imported image (repeatable).")] = None,
     clip: Annotated[bool, typer.Option("--clip", help="Clip boxes to the image instead of flagging them.")] = False,
+    match_existing: Annotated[
+        bool, typer.Option("--match-existing", help="Label files only (COCO, YOLO): replace the labels of the project's images they name.")
+    ] = False,
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     as_json: JsonOpt = False,
 ) -> None:
@@ -150,15 +155,19 @@ def import_cmd(
     with _errors(as_json), _progress("importing", not as_json) as progress:
         report = import_dataset(
             _store(), project, path, workspace=workspace, format=format, split=split,
-            tags=tag or (), clip=clip, progress=progress,
+            tags=tag or (), clip=clip, progress=progress, match_existing=match_existing,
         )
     if as_json:
         _emit_json(report.as_dict())
         return
-    out.print(
-        f"imported {report.images_added} images and {report.annotations_added} "
-        f"annotations from {report.source} ({report.format}) in {report.seconds:.1f}s"
-    )
+    if match_existing:
+        out.print(f"relabelled {report.images_relabeled} images ({report.annotations_added} annotations, replacing {report.annotations_removed})"
+                  + (f"; undo with: winnow undo {project}" if report.change_id else ""))
+    else:
+        out.print(
+            f"imported {report.images_added} images and {report.annotations_added} "
+            f"annotations from {report.source} ({report.format}) in {report.seconds:.1f}s"
+        )
     if report.classes_added:
         out.print("new classes: " + ", ".join(report.classes_added))
     if report.boxes_clipped:

@@ -11,6 +11,11 @@ Automatic actions and what they do:
   ``params["remove"]``; the kept record gets their tags and metadata keys it lacked;
 * ``delete_annotation``: delete ``params["annotations"]`` (default: the finding's annotations);
 * ``clip_box``: clip the finding's annotations' boxes to their image.
+
+Operations ``undo`` reverts, whoever recorded them (fixes, predictions, label edits, the queue's
+reviews, label imports): ``delete_image``, ``delete_annotation``, ``update_annotation`` (the
+columns as they were), ``insert_annotation``, ``insert_tag``, ``delete_tag``, ``insert_class``
+(removed again only while no annotation uses it) and ``update_queue_item``.
 """
 
 from __future__ import annotations
@@ -240,9 +245,23 @@ def undo(store: Store, project: str, change_id: int | None = None, *, workspace:
                     raise ConflictError(f"cannot undo change {change.id}: annotation id {row['id']} exists again")
                 session.execute(insert(m.Annotation).values(**restore_row(m.Annotation.__table__, row)))
             elif kind == "update_annotation":
-                session.execute(update(m.Annotation).where(m.Annotation.id == op["id"]).values(**op["before"]))
+                done = session.execute(update(m.Annotation).where(m.Annotation.id == op["id"]).values(**op["before"]))
+                if done.rowcount == 0:
+                    raise ConflictError(f"cannot undo change {change.id}: annotation id {op['id']} no longer exists")
             elif kind == "insert_annotation":  # e.g. predictions stored as pre-labels
                 session.execute(delete(m.Annotation).where(m.Annotation.id == op["id"]))
+            elif kind == "insert_tag":
+                session.execute(delete(m.ImageTag).where(m.ImageTag.image_id == op["image_id"], m.ImageTag.tag == op["tag"]))
+            elif kind == "delete_tag":
+                if session.get(m.ImageTag, (op["image_id"], op["tag"])) is None and session.get(m.Image, op["image_id"]) is not None:
+                    session.execute(insert(m.ImageTag).values(image_id=op["image_id"], tag=op["tag"]))
+            elif kind == "insert_class":  # a class a label edit created; kept while anything uses it
+                if session.scalar(select(m.Annotation.id).where(m.Annotation.class_id == op["id"]).limit(1)) is None:
+                    session.execute(delete(m.ProjectClass).where(m.ProjectClass.id == op["id"], m.ProjectClass.project_id == proj.id))
+            elif kind == "update_queue_item":  # a reviewed queue item goes back to how it was
+                session.execute(
+                    update(m.QueueItem).where(m.QueueItem.id == op["id"]).values(**restore_row(m.QueueItem.__table__, op["before"]))
+                )
         change.undone_at = m.utcnow()
         return {"project": project, "change_id": change.id, "undone": len(change.operations)}
 
@@ -257,6 +276,7 @@ def list_changes(store: Store, project: str, *, workspace: str = DEFAULT_WORKSPA
                 "description": c.description,
                 "operations": len(c.operations),
                 "created_at": c.created_at.isoformat() + "Z",
+                "created_by": c.created_by,
                 "undone_at": c.undone_at.isoformat() + "Z" if c.undone_at else None,
             }
             for c in session.scalars(select(m.Change).where(m.Change.project_id == proj.id).order_by(m.Change.id))

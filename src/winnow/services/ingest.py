@@ -414,6 +414,7 @@ def import_dataset(
     strict: bool = False,
     source: str | None = None,
     progress: ProgressFn | None = None,
+    match_existing: bool = False,
 ) -> ImportReport:
     """Import the dataset at ``path`` (folder, file or archive) into ``project_name``.
 
@@ -426,6 +427,9 @@ def import_dataset(
         strict: refuse the whole import when any image cannot be imported (the API's uploads).
         source: what the import report and record name as the source (default: ``path``).
         progress: called with ``(done, total)`` while images are processed.
+        match_existing: ``path`` holds label files only (COCO or YOLO): replace the labels of
+            the project's images they name, creating no image
+            (:func:`winnow.services.relabel.import_labels`; returns its report).
 
     Returns the :class:`ImportReport`; raises :class:`~winnow.errors.WinnowError` (and changes
     nothing) when the dataset as a whole cannot be read.
@@ -441,6 +445,15 @@ def import_dataset(
             scratch = Path(tempfile.mkdtemp(prefix="import-", dir=store.tmp))
             root = archive.extract(path, scratch / "x")
         _check_target(store, project_name, workspace, split)
+        if match_existing:
+            from winnow.services.relabel import import_labels
+
+            if split is not None:
+                raise InvalidInputError("--split cannot be used with --match-existing (the images keep their split)")
+            return import_labels(
+                store, project_name, root, workspace=workspace, format=format, tags=tags, clip=clip,
+                source=source or str(path), started=started,
+            )
         problems = Problems()
         dataset, fmt_name = _read_dataset(root, format, problems)
         return import_records(
