@@ -123,7 +123,7 @@ def eval_cmd(
 
 
 def _images_beside(gt: Path) -> dict[str, Path]:
-    """Image ``file_name``\ s of a COCO file that exist under its folder (for error previews)."""
+    """Image ``file_name`` values of a COCO file that exist under its folder (for error previews)."""
     import json
 
     from winnow.formats.base import safe_join
