@@ -10,6 +10,7 @@ from winnow.api.routes import (
     models,
     projects,
     queue,
+    selection,
     versions,
 )
 
@@ -23,5 +24,6 @@ ROUTERS = [
     evaluations.router,
     jobs.router,
     deploy.router,
+    selection.router,
     queue.router,
 ]
