@@ -158,7 +158,7 @@ class SliceReport:
         }
 
 
-def _scalar(value: Any) -> bool:
+def is_scalar(value: Any) -> bool:
     if isinstance(value, bool | str | int):
         return True
     return isinstance(value, float) and math.isfinite(value)
@@ -183,7 +183,7 @@ def define_slices(
         for tag in dict.fromkeys(rec.tags):
             groups[("tag", f"tag:{tag}")].append(i)
         for key, value in rec.metadata.items():
-            if _scalar(value):
+            if is_scalar(value):
                 meta_values[key].add(value)
                 groups[("metadata", f"{key}={value}")].append(i)
         if rec.split:

@@ -97,7 +97,7 @@ class _Prepared:
     size: int
 
 
-def _clean_tags(tags: Iterable[str]) -> list[str]:
+def clean_tags(tags: Iterable[str]) -> list[str]:
     out = []
     for tag in tags:
         tag = unicodedata.normalize("NFC", str(tag)).strip()
@@ -381,7 +381,7 @@ def _insert_rows(
                 )
             )
         if rec.tags or tags:
-            for tag in dict.fromkeys(_clean_tags(list(rec.tags) + tags)):
+            for tag in dict.fromkeys(clean_tags(list(rec.tags) + tags)):
                 tag_rows.append((image_id, tag))
         for key, value in rec.metadata.items():
             meta_rows.append((image_id, str(key)[:200], value))
@@ -498,7 +498,7 @@ def import_records(
     started = time.perf_counter() if started is None else started
     problems = Problems() if problems is None else problems
     _check_target(store, project_name, workspace, split)
-    tags = _clean_tags(tags)
+    tags = clean_tags(tags)
     with store.read() as session:
         project = get_project(session, project_name, workspace)
         existing = dict(session.execute(select(m.Image.name, m.Image.sha256).where(m.Image.project_id == project.id)).all())

@@ -36,7 +36,7 @@ from winnow.core.types import SPLIT_ALIASES, Annotation, ImageRecord, Problems
 from winnow.core.validate import validate_image
 from winnow.errors import InvalidInputError, NotFoundError
 from winnow.formats.base import is_inside
-from winnow.services.ingest import ImportReport, _clean_tags
+from winnow.services.ingest import ImportReport, clean_tags
 from winnow.services.projects import class_names, get_project
 from winnow.store import models as m
 from winnow.store.db import Store
@@ -222,7 +222,7 @@ def import_labels(
     fmt = format or _guess_format(path)
     if fmt not in FORMATS:
         raise InvalidInputError(f"--match-existing reads {' and '.join(FORMATS)} label files, not {fmt!r}")
-    tags = _clean_tags(tags)
+    tags = clean_tags(tags)
     problems = Problems()
     report = RelabelReport(project=project_name, source=source or str(path), format=fmt)
 

@@ -42,6 +42,7 @@ from winnow.core.types import (
 )
 from winnow.errors import InvalidInputError, WinnowError
 from winnow.services.projects import get_project
+from winnow.services.training import decode_record, is_unlabeled, prediction_dict
 from winnow.store import models as m
 from winnow.store.db import Store
 
@@ -84,12 +85,6 @@ class SelectionReport:
         return asdict(self)
 
 
-def _is_unlabeled(rec: ImageRecord) -> bool:
-    from winnow.services.training import _is_unlabeled as unlabeled
-
-    return unlabeled(rec)
-
-
 def _waiting_names(store: Store, project: str, workspace: str) -> set[str]:
     with store.read() as session:
         proj = get_project(session, project, workspace)
@@ -110,12 +105,6 @@ def _newest_model(store: Store, project: str, workspace: str) -> str | None:
         )
 
 
-def _decode(rec: ImageRecord):
-    from winnow.services.training import _decode as decode
-
-    return decode(rec)
-
-
 @dataclass
 class _Predicted:
     probs: np.ndarray | None  # (N, K) classification
@@ -127,7 +116,6 @@ class _Predicted:
 def _predict(loaded: Any, records: Sequence[ImageRecord], progress: ProgressFn | None, min_score: float = PRELABEL_MIN_SCORE) -> _Predicted:
     """The model on ``records``: class probabilities (classification) or box scores, the top class
     of each, and the pre-labels (as ``winnow predict`` writes them; boxes scoring >= ``min_score``)."""
-    from winnow.services.training import _annotation_dict
     from winnow.train.base import Prediction
 
     task: Task = loaded.task
@@ -136,7 +124,7 @@ def _predict(loaded: Any, records: Sequence[ImageRecord], progress: ProgressFn |
     top: list[int] = []
     prelabels: list[list[dict[str, Any]]] = []
     for start in range(0, len(records), _CHUNK):
-        images = [_decode(r) for r in records[start : start + _CHUNK]]
+        images = [decode_record(r) for r in records[start : start + _CHUNK]]
         if task is Task.CLASSIFY:
             if loaded.engine == "onnx":
                 p = loaded.backend.onnx_probabilities(loaded.runner, images)
@@ -157,7 +145,7 @@ def _predict(loaded: Any, records: Sequence[ImageRecord], progress: ProgressFn |
                 boxes.append(np.asarray(pred.scores, dtype=np.float64))
                 top.append(int(pred.class_ids[int(np.argmax(pred.scores))]) if len(pred) else -1)
                 keep = pred[pred.scores >= min_score]
-                prelabels.append([_annotation_dict(a) for a in keep.to_annotations(loaded.classes, task)])
+                prelabels.append([prediction_dict(a) for a in keep.to_annotations(loaded.classes, task)])
         if progress is not None:
             progress(min(start + _CHUNK, len(records)), len(records))
     k = len(loaded.classes)
@@ -170,10 +158,10 @@ def _predict(loaded: Any, records: Sequence[ImageRecord], progress: ProgressFn |
 
 
 def _candidate_slices(rec: ImageRecord, predicted: str | None) -> list[str]:
-    from winnow.evaluate.slices import _scalar
+    from winnow.evaluate.slices import is_scalar
 
     names = [f"tag:{t}" for t in rec.tags if t not in (UNLABELED_TAG, CAPTURED_TAG)]
-    names += [f"{k}={v}" for k, v in rec.metadata.items() if _scalar(v)]
+    names += [f"{k}={v}" for k, v in rec.metadata.items() if is_scalar(v)]
     if predicted is not None:
         names.append(f"class:{predicted}")
     return names
@@ -263,7 +251,7 @@ def select_images(
     dataset = load_dataset(store, project, workspace=workspace)
     records = dataset.images
     waiting = _waiting_names(store, project, workspace)
-    unlabeled = [_is_unlabeled(r) for r in records]
+    unlabeled = [is_unlabeled(r) for r in records]
     notes: list[str] = []
 
     needs_model = strategies[strategy].needs_model

@@ -198,7 +198,7 @@ class _Prepared:
         return self.backend.prepare(image, target, self.image_size)
 
 
-def _decode(rec: ImageRecord):
+def decode_record(rec: ImageRecord):
     from winnow.media import decode
 
     return decode(Path(rec.file).read_bytes(), rec.name, "RGB")
@@ -422,7 +422,7 @@ def _train(
     data = VersionDataset(store, loaded.project, loaded.version_id, split=None, workspace=workspace)
     train_idx, valid_idx, valid_split = _split_plan(data.records, f"{loaded.project}@{loaded.version_id[:12]}")
     valid_records = [data.records[i] for i in valid_idx]
-    valid_images = [_decode(r) for r in valid_records]
+    valid_images = [decode_record(r) for r in valid_records]
 
     torch.manual_seed(config.seed)
     net = backend.build(len(classes), image_size, width=width)
@@ -455,7 +455,7 @@ def _train(
     with torch_threads():
         info = backend.export_onnx(net, onnx_path, image_size)
         info = onnx_io.finish(onnx_path, info | {"classes": classes})
-        probe = valid_images[:ONNX_PROBE_IMAGES] or [_decode(data.records[i]) for i in train_idx[:ONNX_PROBE_IMAGES]]
+        probe = valid_images[:ONNX_PROBE_IMAGES] or [decode_record(data.records[i]) for i in train_idx[:ONNX_PROBE_IMAGES]]
         session = onnx_io.open_session(onnx_path)
         verified = compare_predictions(backend.onnx_predict_arrays(session, probe), backend.predict_arrays(net, probe, image_size))
     files = {
@@ -554,7 +554,7 @@ class ImagePredictions:
         return asdict(self)
 
 
-def _annotation_dict(a: Any) -> dict[str, Any]:
+def prediction_dict(a: Any) -> dict[str, Any]:
     d: dict[str, Any] = {"label": a.label, "score": round(float(a.score), 6)}
     if a.bbox is not None:
         d["bbox"] = [round(float(v), 3) for v in a.bbox]
@@ -623,7 +623,7 @@ def _predict_loaded(loaded: LoadedModel, inputs: Sequence[Any], *, min_score: fl
         readable, images = [], []
         for name, x, in_folder in part:
             try:
-                images.append(_decode(x) if isinstance(x, ImageRecord) else _decode_input(x))
+                images.append(decode_record(x) if isinstance(x, ImageRecord) else _decode_input(x))
                 readable.append((len(results), name))
                 results.append(None)
             except InvalidInputError as exc:
@@ -632,7 +632,7 @@ def _predict_loaded(loaded: LoadedModel, inputs: Sequence[Any], *, min_score: fl
                 results.append(ImagePredictions(name, 0, 0, [], error=str(exc)))
         for (slot, name), im, pred in zip(readable, images, loaded.predict_arrays(images) if images else [], strict=True):
             anns = pred[pred.scores >= min_score].to_annotations(loaded.classes, loaded.task)
-            results[slot] = ImagePredictions(name, im.width, im.height, [_annotation_dict(a) for a in anns])
+            results[slot] = ImagePredictions(name, im.width, im.height, [prediction_dict(a) for a in anns])
         out.extend(r for r in results if r is not None)
         if progress is not None:
             progress(min(start + chunk, len(items)), len(items))
@@ -658,7 +658,7 @@ class StoredPredictions:
         return asdict(self)
 
 
-def _is_unlabeled(rec: ImageRecord) -> bool:
+def is_unlabeled(rec: ImageRecord) -> bool:
     return UNLABELED_TAG in rec.tags or all(a.source == Source.MODEL for a in rec.annotations)
 
 
@@ -699,7 +699,7 @@ def store_predictions(
             raise NotFoundError(f"project {project!r} has no image {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         records = [by_name[n] for n in images]
     elif only_unlabeled:
-        records = [r for r in records if _is_unlabeled(r)]
+        records = [r for r in records if is_unlabeled(r)]
     results = _predict_loaded(loaded, records, min_score=min_score, progress=progress) if records else []
 
     report = StoredPredictions(project, loaded.model, None, len(records), 0, 0, 0)

@@ -28,7 +28,7 @@ from winnow.errors import InvalidInputError, UnsupportedMediaError
 from winnow.serve.inference import InferencePool, PoolBusy, PoolConfig, Served
 from winnow.services import deploy as svc
 from winnow.services.projects import get_project
-from winnow.services.training import _annotation_dict
+from winnow.services.training import prediction_dict
 
 router = APIRouter(tags=["deploy"])
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ async def predict(
         return JSONResponse({"error": str(exc), "type": "PoolBusy"}, status_code=503, headers={"Retry-After": "1"})
     loaded = served.loaded
     top = round(float(pred.scores.max()), 6) if len(pred) else 0.0  # as the response shows scores
-    predictions = [_annotation_dict(a) for a in pred[pred.scores >= threshold].to_annotations(loaded.classes, loaded.task)]
+    predictions = [prediction_dict(a) for a in pred[pred.scores >= threshold].to_annotations(loaded.classes, loaded.task)]
     captured, name, error = await run_in_threadpool(_capture, ctx, project, data, predictions, meta, top, client, served)
     doc = {
         "model": served.model,
