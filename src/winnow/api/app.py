@@ -48,9 +48,10 @@ def create_app(store: Store | None = None, *, limits: Limits | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.jobs.close()
-        pool = getattr(app.state, "inference", None)
-        if pool is not None:
-            pool.close()
+        for name in ("capture_writer", "inference"):  # captures still queued are stored first
+            service = getattr(app.state, name, None)
+            if service is not None:
+                service.close()
 
     app = FastAPI(
         lifespan=lifespan,

@@ -445,6 +445,16 @@ def _day_range(day: datetime) -> tuple[str, str]:
     return prefix, prefix[:-1] + "0"  # '0' sorts right after '/': an index range, not a LIKE
 
 
+@dataclass
+class CaptureRequest:
+    """One image to capture: its bytes, the model's predictions on it and the request's metadata."""
+
+    data: bytes
+    predictions: Sequence[Mapping[str, Any]]
+    metadata: Mapping[str, Any] | None
+    model: str
+
+
 def capture(
     store: Store,
     project: str,
@@ -469,59 +479,133 @@ def capture(
     already captured in the project are not stored again. ``max_per_day`` caps the captures of
     a UTC day (approximately: concurrent captures may pass it by a few).
     """
-    from winnow.services.ingest import import_records
+    request = CaptureRequest(data, predictions, metadata, model)
+    result = capture_many(store, project, [request], user=user, workspace=workspace, max_per_day=max_per_day, now=now)[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
-    meta = capture_metadata(**{k: v for k, v in (metadata or {}).items() if k in METADATA_KEYS})
-    extra = sorted(set(metadata or {}) - set(METADATA_KEYS))
+
+def _checked(request: CaptureRequest, now: datetime) -> tuple[dict[str, Any], str, str]:
+    """``(metadata, sha256, record name)`` of a request; :class:`InvalidInputError` when bad."""
+    metadata = request.metadata or {}
+    extra = sorted(set(metadata) - set(METADATA_KEYS))
     if extra:
         raise InvalidInputError(f"capture metadata: unknown field {extra[0]!r}; fields are {', '.join(METADATA_KEYS)}")
-    if not data:
+    meta = capture_metadata(**{k: v for k, v in metadata.items() if k in METADATA_KEYS})
+    if not request.data:
         raise InvalidInputError("capture: the image is empty")
-    info = media.probe(data, "captured image")
-    sha = sha256_bytes(data)
+    info = media.probe(request.data, "captured image")
+    sha = sha256_bytes(request.data)
+    return meta, sha, capture_name(sha, info.format, now)
+
+
+def capture_many(
+    store: Store,
+    project: str,
+    requests: Sequence[CaptureRequest],
+    *,
+    user: str | None = None,
+    workspace: str = DEFAULT_WORKSPACE,
+    max_per_day: int | None = None,
+    now: datetime | None = None,
+) -> list[CaptureResult | Exception]:
+    """:func:`capture` for several images in one import transaction (what the server's capture
+    writer calls with the captures that queued up while it wrote the last ones).
+
+    Returns one entry per request, in order: its :class:`CaptureResult`, or the exception that
+    refused it (a refused request never refuses the others).
+    """
+    from winnow.services.ingest import import_records
+
     now = now or datetime.now(UTC)
-    name = capture_name(sha, info.format, now)
+    results: list[CaptureResult | Exception | None] = [None] * len(requests)
+    checked: dict[int, tuple[dict[str, Any], str, str]] = {}
+    for i, request in enumerate(requests):
+        try:
+            checked[i] = _checked(request, now)
+        except Exception as exc:  # noqa: BLE001 - reported for this request only
+            results[i] = exc
     with store.read() as session:
         proj = get_project(session, project, workspace)
-        earlier = session.scalar(
-            select(m.Image.name)
-            .where(m.Image.project_id == proj.id, m.Image.sha256 == sha, m.Image.name.startswith(CAPTURE_FOLDER + "/"))
-            .limit(1)
-        )
-        if earlier is not None:
-            return CaptureResult(earlier, False, "already captured")
+        shas = sorted({sha for _, sha, _ in checked.values()})
+        earlier: dict[str, str] = {}
+        for start in range(0, len(shas), 500):
+            for name, sha in session.execute(
+                select(m.Image.name, m.Image.sha256).where(
+                    m.Image.project_id == proj.id, m.Image.sha256.in_(shas[start:start + 500]), m.Image.name.startswith(CAPTURE_FOLDER + "/")
+                )
+            ):
+                earlier.setdefault(sha, name)
+        today = 0
         if max_per_day is not None:
             lo, hi = _day_range(now)
             today = session.scalar(
                 select(func.count()).select_from(m.Image).where(m.Image.project_id == proj.id, m.Image.name >= lo, m.Image.name < hi)
-            )
-            if today >= max_per_day:
-                return CaptureResult(None, False, f"the daily cap of {max_per_day} captures is reached")
+            ) or 0
         known = set(_project_classes(session, proj.id))
-    annotations = [
-        Annotation(
-            label=p["label"],
-            bbox=tuple(p["bbox"]) if p.get("bbox") is not None else None,
-            rle=p.get("rle"),
-            score=float(p["score"]),
-            source=Source.MODEL,
-            attributes={"model": model},
-        )
-        for p in predictions
-        if p["label"] in known
-    ]
-    meta |= {"captured_at": now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"), "model": model}
+    captured_at = now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    pending: dict[str, list[int]] = {}  # record name -> the requests it answers
+    records: list[ImageRecord] = []
     scratch = Path(tempfile.mkdtemp(prefix="capture-", dir=store.tmp))
     try:
-        path = scratch / "image"
-        path.write_bytes(data)
-        record = ImageRecord(name=name, file=path, annotations=annotations, tags=[UNLABELED_TAG, CAPTURED_TAG], metadata=meta)
-        report = import_records(
-            store, project, Dataset(classes=[], images=[record]), scratch, workspace=workspace,
-            source="capture", format="capture", strict=True,
-        )
+        for i, (meta, sha, name) in checked.items():
+            if sha in earlier:
+                results[i] = CaptureResult(earlier[sha], False, "already captured")
+                continue
+            if name in pending:  # the same frame twice in this batch
+                pending[name].append(i)
+                continue
+            if max_per_day is not None and today + len(records) >= max_per_day:
+                results[i] = CaptureResult(None, False, f"the daily cap of {max_per_day} captures is reached")
+                continue
+            request = requests[i]
+            annotations = [
+                Annotation(
+                    label=p["label"],
+                    bbox=tuple(p["bbox"]) if p.get("bbox") is not None else None,
+                    rle=p.get("rle"),
+                    score=float(p["score"]),
+                    source=Source.MODEL,
+                    attributes={"model": request.model},
+                )
+                for p in request.predictions
+                if p["label"] in known
+            ]
+            path = scratch / f"{len(records):06d}"
+            path.write_bytes(request.data)
+            records.append(
+                ImageRecord(
+                    name=name, file=path, annotations=annotations, tags=[UNLABELED_TAG, CAPTURED_TAG],
+                    metadata=meta | {"captured_at": captured_at, "model": request.model},
+                )
+            )
+            pending[name] = [i]
+        if records:
+            try:
+                import_records(
+                    store, project, Dataset(classes=[], images=records), scratch, workspace=workspace,
+                    source="capture", format="capture", strict=True,
+                )
+            except InvalidInputError as exc:
+                if len(records) == 1:
+                    for i in pending[records[0].name]:
+                        results[i] = exc
+                    records = []
+                else:  # one bad image must not refuse the others: capture them one by one
+                    for rec in records:
+                        one = capture_many(
+                            store, project, [requests[j] for j in pending[rec.name][:1]], user=user,
+                            workspace=workspace, max_per_day=max_per_day, now=now,
+                        )[0]
+                        for i in pending[rec.name]:
+                            results[i] = one
+                    records = []
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if report.images_added != 1:  # the same capture, stored by a concurrent request meanwhile
-        return CaptureResult(name, False, "already captured")
-    return CaptureResult(name, True)
+    for rec in records:
+        first, *again = pending[rec.name]
+        results[first] = CaptureResult(rec.name, True)
+        for i in again:
+            results[i] = CaptureResult(rec.name, False, "already captured")
+    return results  # type: ignore[return-value]

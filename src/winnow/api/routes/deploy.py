@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from winnow import media
 from winnow.api.deps import Context, Manage, Predict, Read
 from winnow.errors import InvalidInputError, UnsupportedMediaError
+from winnow.serve.capture import CaptureWriter
 from winnow.serve.inference import InferencePool, PoolBusy, PoolConfig, Served
 from winnow.services import deploy as svc
 from winnow.services.projects import get_project
@@ -34,6 +35,8 @@ router = APIRouter(tags=["deploy"])
 log = logging.getLogger(__name__)
 
 DEFAULT_MIN_SCORE = 0.25
+#: Seconds a request waits for its capture to be stored before answering without it.
+_CAPTURE_TIMEOUT_S = 60.0
 #: Seconds a project's capture policy (and its automatic rare classes) are cached per server.
 POLICY_TTL = 1.0
 RARE_TTL = 30.0
@@ -97,6 +100,16 @@ def _policies(state: Any) -> _Policies:
     return cache
 
 
+def _writer(state: Any) -> CaptureWriter:
+    writer = getattr(state, "capture_writer", None)
+    if writer is None:
+        with _pool_lock:
+            writer = getattr(state, "capture_writer", None)
+            if writer is None:
+                writer = state.capture_writer = CaptureWriter(state.store)
+    return writer
+
+
 def _project_id(ctx: Context, project: str) -> int:
     with ctx.store.read() as session:
         return get_project(session, project, ctx.workspace).id
@@ -133,7 +146,8 @@ def get_deployment(project: str, ctx: Context = Read) -> dict:
     summary = svc.deployment(ctx.store, project, workspace=ctx.workspace)
     pool = getattr(ctx.state, "inference", None)
     stats = pool.stats(_project_id(ctx, project)) if pool is not None else None
-    return summary.as_dict() | {"stats": stats}
+    writer = getattr(ctx.state, "capture_writer", None)
+    return summary.as_dict() | {"stats": stats, "capture_writer": writer.stats.as_dict() if writer is not None else None}
 
 
 @router.get("/projects/{project}/capture")
@@ -206,10 +220,9 @@ def _capture(ctx: Context, project: str, data: bytes, predictions: list[dict], m
         rare = cache.rare(ctx, project, policy) if policy["mode"] == "rare_class" else ()
         if not svc.wants_capture(policy, predictions, sha256=sha256_bytes(data), client=client, top_score=top, rare=rare):
             return False, None, None
-        result = svc.capture(
-            ctx.store, project, data, predictions, metadata=meta, model=served.model, user=ctx.user,
-            workspace=ctx.workspace, max_per_day=policy.get("max_per_day"),
-        )
+        request = svc.CaptureRequest(data, predictions, meta, served.model)
+        future = _writer(ctx.state).submit(project, ctx.workspace, request, max_per_day=policy.get("max_per_day"), user=ctx.user)
+        result = future.result(timeout=_CAPTURE_TIMEOUT_S)
         return result.image is not None, result.image, result.reason if result.image is None else None
     except Exception as exc:  # noqa: BLE001 - a failed capture never fails the prediction
         log.exception("capture failed for project %s", project)
