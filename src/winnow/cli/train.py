@@ -92,7 +92,7 @@ def _epoch_line(entry: dict[str, Any], epochs: int) -> str:
 def train_cmd(
     ref: Annotated[str, typer.Argument(help="PROJECT@VERSION (id prefix, vN, name or latest), or PROJECT for its latest version.")],
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Backend: ssdlite, fasterrcnn_mobilenet, retinanet, fcos, maskrcnn_mobilenet, maskrcnn, mobilenet_v3_small, resnet18 (default: the task's).")
+        str | None, typer.Option("--model", "-m", help="Backend: ssdlite, fasterrcnn_mobilenet, retinanet, fcos, maskrcnn_mobilenet, maskrcnn, mobilenet_v3_small, resnet18, timm:ARCH (any timm classifier, e.g. timm:resnet10t), ultralytics:yolov8n|yolo11n (AGPL extra) (default: the task's).")
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the train split.")] = 10,
     image_size: Annotated[int | None, typer.Option("--image-size", help="Square network input, pixels (default: the backend's).")] = None,

@@ -350,7 +350,7 @@ def train_model(
         row = m.Model(
             project_id=proj.id,
             model_id=model_id,
-            name=_unique_name(session, workspace, name, f"{backend.name}-v{loaded.number}"),
+            name=_unique_name(session, workspace, name, f"{backend.name.replace(':', '-')}-v{loaded.number}"),
             version_id=loaded.version_id,
             backend=backend.name,
             task=task.value,
@@ -435,17 +435,29 @@ def _train(
             preds = backend.predict_arrays(net, valid_images, image_size)
         return {"split": valid_split} | validation_metrics(task, valid_records, preds, classes)
 
-    entries = fit(
-        backend,
-        net,
-        _Prepared(data, train_idx, backend, image_size),
-        config,
-        evaluate=evaluate,
-        eval_every=eval_every,
-        progress=progress,
-        log=log,
-        stop=stop,
-    )
+    if backend.own_trainer:  # e.g. ultralytics: trains on an export of the version with its own trainer
+        def export(fmt: str, dest: Path) -> Any:
+            from winnow.services.versions import export_version
+
+            return export_version(store, loaded.project, loaded.version_id, dest, fmt, workspace=workspace)
+
+        entries = backend.fit_version(net, export=export, config=config, image_size=image_size, work=work / "trainer")
+        if entries:
+            entries[-1]["valid"] = evaluate(len(entries))
+        for entry in entries if log is not None else ():
+            log(entry)
+    else:
+        entries = fit(
+            backend,
+            net,
+            _Prepared(data, train_idx, backend, image_size),
+            config,
+            evaluate=evaluate,
+            eval_every=eval_every,
+            progress=progress,
+            log=log,
+            stop=stop,
+        )
     final = next((e["valid"] for e in reversed(entries) if "valid" in e), None)
 
     work.mkdir(parents=True, exist_ok=True)

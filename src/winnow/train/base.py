@@ -16,13 +16,17 @@ Conventions shared by every backend:
   background class (dataset class ``i`` is network label ``i + 1``).
 * Predictions are columns (:class:`Prediction`): ``xyxy`` boxes in **absolute pixels of the
   original image**, scores in ``[0, 1]``, class indices into the version's class list.
+* Names: torchvision backends have plain names (``ssdlite``); other families are
+  ``family:arch`` (``timm:resnet10t``, ``ultralytics:yolov8n``), a few registered by name and any
+  other ``arch`` resolved on demand by the family's factory (:func:`register_family`). A backend
+  that needs an optional package refuses in :meth:`Backend.check_available` (ultralytics, AGPL).
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +43,12 @@ _BUILTIN = (
     "winnow.train.torchvision_detection",
     "winnow.train.torchvision_segmentation",
     "winnow.train.torchvision_classification",
+    "winnow.train.timm_classification",  # imports timm only when a timm model is built
+    "winnow.train.ultralytics_detection",  # never imports ultralytics (AGPL) unless that backend is used
 )
+#: ``family:arch`` names resolved on demand (``timm:<any timm model>``): prefix -> factory(arch).
+_FAMILIES: dict[str, Callable[[str], Backend]] = {}
+_FAMILY_CACHE: dict[str, Backend] = {}
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -229,12 +238,16 @@ class Backend(ABC):
             if width != 1.0:
                 raise InvalidInputError("pretrained weights exist only at width 1; drop --width or use --pretrained no")
             if found is None:
-                files = ", ".join(str(hub_checkpoint(s.file)) for s in self.weights_sources()) or "(none published)"
-                raise InvalidInputError(
-                    f"no pretrained weights for {self.name!r} in the local torch cache; winnow never downloads them. "
-                    f"Put one of these files in place: {files}; or use --pretrained no"
-                )
+                raise InvalidInputError(self.missing_weights_message())
         return found
+
+    def missing_weights_message(self) -> str:
+        """Why ``--pretrained yes`` fails when nothing is cached, and where the file would go."""
+        files = ", ".join(str(hub_checkpoint(s.file)) for s in self.weights_sources()) or "(none published)"
+        return (
+            f"no pretrained weights for {self.name!r} in the local torch cache; winnow never downloads them. "
+            f"Put one of these files in place: {files}; or use --pretrained no"
+        )
 
     def load_pretrained(self, model: Any, source: WeightsSource, path: Path) -> dict[str, Any]:
         """Load the matching tensors of a cached checkpoint into ``model`` (see :func:`load_matching`)."""
@@ -253,7 +266,27 @@ class Backend(ABC):
         if not 0 < width <= 4:
             raise InvalidInputError(f"width must be in (0, 4], got {width!r}")
 
+    def check_available(self) -> None:
+        """Raise :class:`InvalidInputError` (saying what to install) when an optional package this
+        backend needs is missing; called by :func:`get_backend`. Must not import that package."""
+
     # -- training
+
+    #: True for a backend that trains with its own trainer (:meth:`fit_version`) instead of
+    #: winnow's loop over :meth:`train_step`.
+    own_trainer: ClassVar[bool] = False
+
+    def fit_version(
+        self, model: Any, *, export: Callable[[str, Path], Any], config: Any, image_size: int, work: Path
+    ) -> list[dict[str, Any]]:
+        """Train ``model`` in place with the backend's own trainer (only when :attr:`own_trainer`).
+
+        ``export(format, folder)`` writes the version's outputs in a winnow dataset format
+        (e.g. ``"yolo"``); ``config`` is the :class:`~winnow.train.loop.FitConfig`; ``work`` a
+        scratch folder. Returns the per-epoch log entries (``epoch``, ``loss``, ...); the caller
+        adds the validation metrics to the last one and logs them.
+        """
+        raise NotImplementedError(f"{self.name!r} trains with winnow's loop (train_step)")
 
     def prepare(self, image: np.ndarray, target: Any, image_size: int) -> tuple[Any, Any]:
         """A ``VersionDataset`` item (``uint8 3 x H x W`` tensor, its target) as the network's
@@ -319,12 +352,25 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
+def register_family(prefix: str, factory: Callable[[str], Backend]) -> None:
+    """Resolve ``prefix:ARCH`` names not registered by name with ``factory(ARCH)`` (which raises
+    :class:`NotFoundError` for an unknown ``ARCH``)."""
+    _FAMILIES[prefix] = factory
+
+
 def get_backend(name: str) -> Backend:
-    """The backend registered as ``name`` (imports the built-in backends, and torch, on first use)."""
+    """The backend registered as ``name``, or a ``family:arch`` one (imports the built-in backends,
+    and torch, on first use). Refuses a backend whose optional package is missing."""
     _load_builtins()
-    if name not in _REGISTRY:
-        raise NotFoundError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    backend = _REGISTRY.get(name) or _FAMILY_CACHE.get(name)
+    if backend is None:
+        prefix, sep, arch = name.partition(":")
+        if not (sep and arch and prefix in _FAMILIES):
+            families = "".join(f"; or {p}:ARCH" for p in sorted(_FAMILIES))
+            raise NotFoundError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}{families}")
+        backend = _FAMILY_CACHE.setdefault(name, _FAMILIES[prefix](arch))
+    backend.check_available()
+    return backend
 
 
 def list_backends(task: Task | str | None = None) -> list[Backend]:

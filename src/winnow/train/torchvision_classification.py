@@ -1,4 +1,5 @@
-"""torchvision classifiers: ``mobilenet_v3_small`` (the default) and ``resnet18``.
+"""torchvision classifiers: ``mobilenet_v3_small`` (the default) and ``resnet18``; the shared
+classifier machinery (wrapper, training step, probabilities, ONNX) that :mod:`winnow.train.timm_classification` reuses.
 
 The network is wrapped with its ImageNet normalisation, so training, PyTorch prediction and the
 ONNX file all take ``[0, 1]`` RGB input. ONNX: the torch.export-based exporter, the graph ends
@@ -26,13 +27,14 @@ PREDICT_BATCH = 64
 
 
 class Classifier(nn.Module):
-    """``(N, 3, S, S)`` in ``[0, 1]`` -> logits ``(N, K)``; ``net`` is the torchvision model."""
+    """``(N, 3, S, S)`` in ``[0, 1]`` -> logits ``(N, K)``; ``net`` is the torchvision (or timm)
+    model, ``mean``/``std`` the per-channel normalisation its weights expect."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         super().__init__()
         self.net = net
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net((images - self.mean) / self.std)

@@ -50,8 +50,11 @@ def test_registry_names_every_backend_with_its_task_and_refuses_an_unknown_one()
         "maskrcnn_mobilenet": Task.SEGMENT,
         "mobilenet_v3_small": Task.CLASSIFY,
         "resnet18": Task.CLASSIFY,
+        **{f"timm:{a}": Task.CLASSIFY for a in ("resnet10t", "resnet18", "mobilenetv3_small_050", "mobilenetv3_large_100", "efficientnet_b0", "convnext_atto")},
+        "ultralytics:yolov8n": Task.DETECT,  # listed without ultralytics installed (AGPL, optional)
+        "ultralytics:yolo11n": Task.DETECT,
     }
-    assert {b.name for b in list_backends("classify")} == {"mobilenet_v3_small", "resnet18"}
+    assert {b.name for b in list_backends("classify") if ":" not in b.name} == {"mobilenet_v3_small", "resnet18"}
     assert {b.name for b in list_backends() if b.heavy} == {"retinanet", "fcos", "maskrcnn"}
     for task, name in DEFAULT_BACKEND.items():
         assert get_backend(name).task is task
