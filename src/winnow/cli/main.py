@@ -18,6 +18,7 @@ from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _prog
 from winnow.cli.deploy import capture_cmd, deploy_cmd
 from winnow.cli.evaluate import compare_cmd, eval_cmd
 from winnow.cli.queue import queue_app
+from winnow.cli.run import run_cmd, runs_app
 from winnow.cli.serve import key_app, serve_cmd
 from winnow.cli.select import select_cmd
 from winnow.cli.train import model_app, predict_cmd, train_cmd
@@ -45,6 +46,8 @@ app.add_typer(key_app, name="key")
 app.add_typer(queue_app, name="queue")
 app.command("deploy")(deploy_cmd)
 app.command("capture")(capture_cmd)
+app.command("run")(run_cmd)
+app.add_typer(runs_app, name="runs")
 
 
 # ----------------------------------------------------------------------------------- projects

@@ -316,3 +316,55 @@ class QueueItem(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(200), default=None)
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class PipelineRun(Base):
+    """One ``winnow run`` of a pipeline file: what ran, how it ended and its whole report (JSON).
+
+    ``status``: ``running``, ``ok``, ``gate_failed`` or ``error``. ``pipeline`` is the pipeline's
+    name (its ``name:``, else the file's stem); the step cache looks up earlier runs by it.
+    """
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (Index("ix_pipeline_runs_workspace_pipeline", "workspace_id", "pipeline"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    pipeline: Mapped[str] = mapped_column(String(200))
+    project: Mapped[str] = mapped_column(String(200))
+    file: Mapped[str | None] = mapped_column(Text, default=None)
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    report: Mapped[Any] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class PipelineStep(Base):
+    """One step of a :class:`PipelineRun`: its input fingerprint, outputs, gates and timing.
+
+    ``status``: ``ran``, ``skipped`` (the cache held it: ``fingerprint`` matched an earlier record
+    whose outputs still exist), ``failed`` (a gate failed), ``error`` or ``not_run``.
+    ``settled``: for a step that changes the project (``fix``, ``label``), the fingerprint of the
+    state it left behind: finding that state again means there is nothing to redo.
+    """
+
+    __tablename__ = "pipeline_steps"
+    __table_args__ = (Index("ix_pipeline_steps_run_position", "run_id", "position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    settled: Mapped[str | None] = mapped_column(String(64), default=None)
+    inputs: Mapped[Any] = mapped_column(JSON, default=dict)
+    outputs: Mapped[Any] = mapped_column(JSON, default=None)
+    gates: Mapped[Any] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
