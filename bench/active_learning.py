@@ -47,7 +47,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from _docs import write_block  # bench/ is on sys.path when a script runs
+from _active import labels_needed, plot, results_table  # bench/ is on sys.path when a script runs
+from _docs import write_block
 
 STRATEGIES = ("random", "uncertainty", "margin", "entropy", "diversity", "hybrid", "slice")
 BEGIN, END = "<!-- bench:active_learning:begin -->", "<!-- bench:active_learning:end -->"
@@ -119,37 +120,6 @@ def run_one(strategy: str, seed: int, x: np.ndarray, y: np.ndarray, args) -> tup
     return counts, accs
 
 
-def labels_needed(counts: list[int], accs: list[float], target: float) -> int | None:
-    for n, a in zip(counts, accs, strict=True):
-        if a >= target:
-            return n
-    return None
-
-
-def plot(curves: dict[str, np.ndarray], counts: list[int], target: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
-    for name, acc in curves.items():
-        ax.plot(counts[: acc.shape[1]], acc.mean(axis=0), label=name, lw=2.2 if name == "random" else 1.4,
-                color="black" if name == "random" else None, ls="--" if name == "random" else "-")
-    ax.axhline(target, color="grey", lw=0.8, ls=":")
-    ax.text(counts[-1], target, f" target {target:.2f}", va="bottom", ha="right", fontsize=8, color="grey")
-    ax.set_xlabel("labeled images")
-    ax.set_ylabel("test accuracy (mean over seeds)")
-    ax.set_title("Active learning on scikit-learn digits (LogisticRegression)")
-    ax.set_ylim(0.6, 1.0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
@@ -196,27 +166,11 @@ def main() -> int:
         print(f"{name:12s} labels to {args.target:.2f}: {shown}  ({seconds[name]:.1f}s)", flush=True)
     total = time.perf_counter() - started
 
-    def mean_needed(name: str) -> float:
-        return float(np.mean([n if n is not None else args.max_labels for n in needed[name]]))
-
-    base = mean_needed("random")
-    marks = [n for n in (50, 100, 200, 300) if n in counts]
-    rows = []
-    for name in strategies:
-        miss = sum(n is None for n in needed[name])
-        mean = mean_needed(name)
-        accs = curves[name].mean(axis=0)
-        rows.append(
-            f"| {name} | {mean:.0f}{' (' + str(miss) + ' seeds not reached)' if miss else ''} | {mean / base:.2f} | "
-            + " | ".join(f"{accs[counts.index(n)]:.3f}" for n in marks)
-            + " |"
-        )
-    best = min((s for s in strategies if s != "random"), key=mean_needed, default="random")
-    ratio = mean_needed(best) / base
+    table, best, best_mean, base = results_table(
+        strategies, counts, curves, needed, args.max_labels, marks=(50, 100, 200, 300), metric="acc"
+    )
+    ratio = best_mean / base
     met = "met" if ratio <= 0.6 else "not met"
-    header = "| strategy | labels to reach target (mean) | vs random | " + " | ".join(f"acc @ {n}" for n in marks) + " |"
-    sep = "|---|---|---|" + "---|" * len(marks)
-    table = "\n".join([header, sep, *rows])
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     command = "`.venv/bin/python bench/active_learning.py" + "".join(
         f" --{k.replace('_', '-')} {v}" for k, v in (("seeds", args.seeds), ("batch", args.batch), ("target", args.target))
@@ -230,14 +184,15 @@ def main() -> int:
         f"{np.mean(full):.3f} on average, {min(full):.3f}-{max(full):.3f}). Strategies run through `winnow.select.select` "
         f"with winnow's defaults (near duplicates at cosine 0.995 excluded, class quotas x2).\n\n"
         f"{table}\n\n"
-        f"- **Goal (best strategy <= 60% of random's labels): {met}** - {best} needs {mean_needed(best):.0f} labels, "
+        f"- **Goal (best strategy <= 60% of random's labels): {met}** - {best} needs {best_mean:.0f} labels, "
         f"{ratio:.0%} of random's {base:.0f}.\n"
         f"- Learning curves: `docs/img/active_learning_digits.png`.\n"
-        f"- The synthetic detection set is not benchmarked here (see docs/active_learning.md)."
+        f"- The synthetic detection set: `bench/active_learning_detection.py` (below)."
     )
     print()
     print(block)
-    plot(curves, counts, args.target, args.plot)
+    plot(curves, counts, args.target, args.plot, title="Active learning on scikit-learn digits (LogisticRegression)",
+         ylabel="test accuracy (mean over seeds)", ylim=(0.6, 1.0))
     print(f"\nplot: {args.plot}")
     if not args.no_docs:
         write_block(args.docs, BEGIN, END, block, heading="## Active learning")
