@@ -2,13 +2,14 @@
 """Benchmark: exact and near-duplicate detection, winnow vs imagehash's pHash (ANCHORS G3).
 
     .venv/bin/python bench/near_duplicates.py [--images 1000] [--out bench/out] [--max-distance 10]
-        [--skip-pool] [--markdown]
+        [--size 256x192] [--format jpeg|png] [--skip-pool] [--skip-full] [--markdown]
 
 Data (generated once, deterministically, cached under ``--out``; no download): ``--images``
 distinct 256x192 pictures - smooth multi-scale random colour fields, a patch of one of
 scikit-learn's two bundled sample photos (``load_sample_images``: china.jpg, flower.jpg)
 resampled at a random place and scale, 3-7 random shapes, a slight blur and sensor noise -
-saved as JPEG q=90. Half of them get one transformed copy (in turn: resize to 50%, JPEG re-encode
+saved as JPEG q=90 (``--format png``: as PNG, every copy too; the q=60 copy is JPEG-degraded
+pixels saved as PNG). Half of them get one transformed copy (in turn: resize to 50%, JPEG re-encode
 at q=60, a 5% crop split randomly between the sides, brightness +20%) and a tenth get an exact
 copy (the same bytes under another name). Truth: files made from the same picture are
 duplicates of each other; everything else is distinct.
@@ -17,10 +18,14 @@ Contenders, on the same files (all in the page cache after generation):
 
 * ``winnow``: the files are imported into a fresh store first (not timed; see
   ``bench/import_export.py``); then, timed, from the stored blobs: a fresh
-  :class:`~winnow.quality.view.ProjectView` with an empty fact cache, the facts pass (one decode
-  per blob on a process pool; it measures every pixel fact the checks need, not only the hashes)
-  and the ``exact_duplicate`` + ``near_duplicate`` checks (:func:`winnow.quality.duplicates.duplicate_groups`).
-  Its pairs are all pairs inside each reported group (so a wrong join costs every pair it adds).
+  :class:`~winnow.quality.view.ProjectView` with empty fact caches and the ``exact_duplicate`` +
+  ``near_duplicate`` checks (:func:`winnow.quality.duplicates.duplicate_groups`), i.e. ``winnow
+  check --only exact_duplicate,near_duplicate``: the hash tier (grey, DCT-scaled decode, pHash +
+  dHash, on a process pool), the all-pairs scan, and the embedding of the blobs in a candidate
+  pair only. Its pairs are all pairs inside each reported group (so a wrong join costs every
+  pair it adds).
+* ``winnow, full pass``: the same after the full facts pass (every pixel fact of every check and
+  every embedding: what ``winnow check`` with all checks pays), unless ``--skip-full``.
 * ``imagehash``: ``imagehash.phash(Image.open(path))`` for every file in one process (how the
   library is used), then every pair within ``--max-distance`` bits (vectorised numpy, which
   flatters it: a Python double loop is far slower). Its pairs are the pairs within the threshold.
@@ -60,6 +65,7 @@ SEED = 20240
 W, H = 256, 192  # the default picture size (--size)
 TRANSFORMS = ("resize50", "jpeg60", "crop5", "bright20")
 DATA_VERSION = 1
+FORMAT = "jpeg"  # the files' format (--format)
 
 # --------------------------------------------------------------------------- the data set
 
@@ -114,8 +120,15 @@ def distinct_picture(seed: int) -> Image.Image:
 
 
 def _jpeg(im: Image.Image, quality: int) -> bytes:
+    """``im`` encoded in the data set's format (JPEG at ``quality``; with ``--format png``, PNG of
+    the pixels a JPEG at ``quality`` would decode to when ``quality < 90``)."""
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=quality)
+    if FORMAT == "png":
+        if quality < 90:
+            im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -137,6 +150,9 @@ def generate(root: Path, n: int, seed: int = SEED) -> dict:
     """Write (once) the files under ``root/images`` and the truth in ``root/truth.json``."""
     marker = root / "truth.json"
     params = {"images": n, "seed": seed, "size": [W, H], "v": DATA_VERSION}
+    if FORMAT != "jpeg":
+        params["format"] = FORMAT
+    ext = "png" if FORMAT == "png" else "jpg"
     if marker.is_file():
         truth = json.loads(marker.read_text())
         if truth.get("params") == params:
@@ -149,16 +165,16 @@ def generate(root: Path, n: int, seed: int = SEED) -> dict:
     for k in range(n):
         im = distinct_picture(seed * 1_000_003 + k)
         data = _jpeg(im, 90)
-        name = f"{k:06d}.jpg"
+        name = f"{k:06d}.{ext}"
         (root / "images" / name).write_bytes(data)
         files[name] = {"picture": k, "kind": "original"}
         if k % 2 == 0:  # half get a transformed copy, the transforms in turn
             kind = TRANSFORMS[(k // 2) % len(TRANSFORMS)]
-            copy = f"{k:06d}-{kind}.jpg"
+            copy = f"{k:06d}-{kind}.{ext}"
             (root / "images" / copy).write_bytes(transformed(im, kind, rng))
             files[copy] = {"picture": k, "kind": kind}
         if k % 10 == 3:  # a tenth get an exact copy under another name
-            copy = f"copy-of-{k:06d}.jpg"
+            copy = f"copy-of-{k:06d}.{ext}"
             (root / "images" / copy).write_bytes(data)
             files[copy] = {"picture": k, "kind": "exact"}
     truth = {"params": params, "files": files}
@@ -197,11 +213,10 @@ def _group_pairs(groups: list[list[str]]) -> set:
 # --------------------------------------------------------------------------- contenders
 
 
-def run_winnow(images_dir: Path, work: Path, max_distance: int) -> dict:
+def run_winnow(images_dir: Path, work: Path, max_distance: int, full: bool = True) -> dict:
     from winnow.core.types import Dataset, ImageRecord, Task
     from winnow.quality.duplicates import duplicate_groups
     from winnow.quality.engine import run_checks
-    from winnow.quality.facts import FACTS_TABLE
     from winnow.quality.view import ProjectView
     from winnow.services.ingest import import_records
     from winnow.services.projects import create_project
@@ -218,41 +233,67 @@ def run_winnow(images_dir: Path, work: Path, max_distance: int) -> dict:
     import_records(store, "dups", ds, images_dir)
     import_s = time.perf_counter() - t0
 
-    cache = home / "cache" / FACTS_TABLE
-    shutil.rmtree(cache, ignore_errors=True)
+    # imports are not the point (as for imagehash): pyarrow (+ the pandas it loads, ~0.5 s) and scipy
+    from winnow.store.cache import FactTable
+    import scipy.sparse.csgraph  # noqa: F401
+
+    FactTable(work / "warm", "t").append([{"sha256": "x", "phash": 0}])
+    FactTable(work / "warm", "t").read()
+    shutil.rmtree(home / "cache", ignore_errors=True)  # every fact table: hashes, embeddings, facts
     params = {"near_duplicate": {"max_distance": max_distance}, "exact_duplicate": {}}
+    only = ["exact_duplicate", "near_duplicate"]
     t0 = time.perf_counter()
     view = ProjectView(store, "dups")
-    _ = view.facts
-    facts_s = time.perf_counter() - t0
-    report = run_checks(store, "dups", only=["exact_duplicate", "near_duplicate"], params=params, view=view)
+    _ = view.hashes
+    hashes_s = time.perf_counter() - t0
+    report = run_checks(store, "dups", only=only, params=params, view=view)
     total_s = time.perf_counter() - t0
-    # warm: facts cached in Parquet, a fresh view - what a second `winnow check` pays
+    embedded = len(list((home / "cache").glob("emb-*/*.parquet")))
+    emb_rows = 0
+    if embedded:
+        import pyarrow.parquet as pq
+
+        emb_rows = sum(pq.read_metadata(p).num_rows for p in (home / "cache").glob("emb-*/*.parquet"))
+    # warm: hashes and embeddings cached in Parquet, a fresh view - what a second check pays
     t1 = time.perf_counter()
     view2 = ProjectView(store, "dups")
     groups = duplicate_groups(view2, max_distance=max_distance)
     warm_s = time.perf_counter() - t1
     view3 = ProjectView(store, "dups", dataset=view2.dataset)
-    _ = view3.facts
+    _ = view3.hashes, view3.embeddings_of(np.arange(len(view3)))
     t2 = time.perf_counter()
     duplicate_groups(view3, max_distance=max_distance)  # the grouping alone, facts in memory
     fresh_groups_s = time.perf_counter() - t2
-    exact = [f.images for f in report.findings if f.check == "exact_duplicate"]
-    near = [f.images for f in report.findings if f.check == "near_duplicate"]
-    shas = {r.name: r.sha256 for r in view.records}
-    return {
+    out = {
         "seconds": total_s,
-        "facts_seconds": facts_s,
-        "checks_seconds": total_s - facts_s,
+        "hashes_seconds": hashes_s,
+        "checks_seconds": total_s - hashes_s,
+        "embedded_blobs": emb_rows,
+        "blobs": len(set(view.shas)),
         "warm_seconds": warm_s,
         "grouping_seconds_facts_cached": fresh_groups_s,
         "import_seconds": import_s,
-        "exact_groups": exact,
-        "near_groups": near,
-        "shas": shas,
+        "exact_groups": [f.images for f in report.findings if f.check == "exact_duplicate"],
+        "near_groups": [f.images for f in report.findings if f.check == "near_duplicate"],
+        "shas": {r.name: r.sha256 for r in view.records},
         "files": len(names),
-        "groups_match_report": sorted(map(sorted, near)) == sorted(sorted(g.names) for g in groups if g.kind == "near"),
+        "groups_match_report": sorted(map(sorted, [f.images for f in report.findings if f.check == "near_duplicate"]))
+        == sorted(sorted(g.names) for g in groups if g.kind == "near"),
     }
+    if full:  # the same checks after the full facts pass (empty caches again)
+        shutil.rmtree(home / "cache", ignore_errors=True)
+        t0 = time.perf_counter()
+        view = ProjectView(store, "dups")
+        _ = view.facts
+        facts_s = time.perf_counter() - t0
+        report = run_checks(store, "dups", only=only, params=params, view=view)
+        out["full"] = {
+            "seconds": time.perf_counter() - t0,
+            "facts_seconds": facts_s,
+            "exact_groups": [f.images for f in report.findings if f.check == "exact_duplicate"],
+            "near_groups": [f.images for f in report.findings if f.check == "near_duplicate"],
+        }
+    return out
 
 
 def _imagehash_file(path: str) -> int:
@@ -322,13 +363,11 @@ def time_scan(n: int, seed: int = 7) -> dict[str, float]:
 
 
 def profile_facts(images_dir: Path, sample: int = 150) -> dict[str, float]:
-    """Milliseconds per image of each part of winnow's facts pass vs imagehash, one process."""
+    """Milliseconds per image of each part of winnow's passes vs imagehash, one process."""
     from winnow import media
-    from winnow.embed.classical import ClassicalEmbedder
     from winnow.quality import facts
 
     paths = sorted(images_dir.iterdir())[:sample]
-    facts.phash(np.zeros((32, 32), np.float32))  # scipy.fft's first import is not per image
     datas = [p.read_bytes() for p in paths]
     out: dict[str, float] = {}
 
@@ -338,41 +377,19 @@ def profile_facts(images_dir: Path, sample: int = 150) -> dict[str, float]:
             fn(x)
         out[name] = (time.perf_counter() - t) / len(items) * 1000
 
-    items = datas
-    clock("decode (media.decode: load, EXIF, RGB)", lambda d: media.decode(d, "x.jpg"))
-    ims = [media.decode(d, "x.jpg") for d in datas]
-    items = ims
-    clock("facts.measure (everything below)", facts.measure)
-    emb = ClassicalEmbedder()
-    clock("  embedding (ClassicalEmbedder.embed_one)", emb.embed_one)
-
-    def hashes(im):
-        g = im.convert("L")
-        facts.phash(np.asarray(g.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32))
-        facts.dhash(np.asarray(g.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.float32))
-
-    clock("  phash + dhash (grey, 2 resizes, DCT)", hashes)
-
-    def stats(im):
-        small = im.copy()
-        small.thumbnail((256, 256), Image.Resampling.BILINEAR)
-        rgb = np.asarray(small, dtype=np.uint8)
-        gray = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        facts.laplacian_variance(gray)
-        np.bincount(np.clip(gray, 0, 255).astype(np.uint8).ravel(), minlength=256)
-        gray.mean(), gray.std(), (gray < 40).mean(), (gray > 220).mean()
-
-    clock("  statistics but colour_spread (thumbnail, luma, blur...)", stats)
-    items = [np.asarray(im, dtype=np.uint8) if max(im.size) <= 256 else None for im in ims]
-    if all(x is not None for x in items):
-        clock("  colour_spread as written: rgb.max(axis=2) - rgb.min(axis=2)",
-              lambda rgb: (rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)).mean())
-        clock("  colour_spread channel-wise (np.maximum/np.minimum of 3 planes)",
-              lambda rgb: (np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]).astype(np.int16)
-                           - np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])).mean())
     items = [str(p) for p in paths]
-    clock("facts.facts_of_file (read + decode + measure)", facts.facts_of_file)
     clock("imagehash.phash(Image.open(path))", _imagehash_file)
+    clock("hash tier: facts.hashes_of_file (read, decode, hashes)", facts.hashes_of_file)
+    items = datas
+    clock("  decode in grey, DCT-scaled (decode_for_hashes)", lambda d: facts.decode_for_hashes(d, "x"))
+    items = [facts.decode_for_hashes(d, "x") for d in datas]
+    clock("  reduce + 2 LANCZOS resizes + pHash + dHash", facts.hash_image)
+    items = [str(p) for p in paths]
+    clock("embedding of one candidate: facts.embedding_of_file", facts.embedding_of_file)
+    clock("full pass: facts.facts_of_file (every fact)", facts.facts_of_file)
+    items = datas
+    clock("  decode at >= 256 px, RGB (media.decode)", lambda d: media.decode(d, "x", min_side=256))
+    clock("imagehash.phash(Image.open(path)) again", lambda d: _imagehash_file(io.BytesIO(d)))
     return out
 
 
@@ -380,7 +397,7 @@ def profile_facts(images_dir: Path, sample: int = 150) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global W, H
+    global W, H, FORMAT
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=1000, help="distinct pictures (files: about 1.6x this)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
@@ -391,18 +408,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scan", type=int, default=100_000, help="time winnow's all-pairs scan on this many random facts (0: skip)")
     p.add_argument("--skip-pool", action="store_true", help="do not run imagehash on a process pool")
     p.add_argument("--skip-profile", action="store_true")
+    p.add_argument("--skip-full", action="store_true", help="do not time winnow after the full facts pass")
+    p.add_argument("--format", choices=("jpeg", "png"), default="jpeg", help="the files' format (default %(default)s)")
     p.add_argument("--markdown", action="store_true", help="print the results as a markdown section")
     args = p.parse_args(argv)
 
     W, H = (int(v) for v in args.size.lower().split("x"))
-    root = args.out.resolve() / f"near-dup-{args.images}-{W}x{H}"
+    FORMAT = args.format
+    root = args.out.resolve() / (f"near-dup-{args.images}-{W}x{H}" + ("" if FORMAT == "jpeg" else f"-{FORMAT}"))
     t0 = time.perf_counter()
     truth = generate(root, args.images)
     images_dir = root / "images"
     print(f"data: {len(truth['files'])} files from {args.images} pictures under {root} ({time.perf_counter() - t0:.1f} s)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="near-dup-", dir=args.out.resolve()))
     try:
-        w = run_winnow(images_dir, work, args.max_distance)
+        w = run_winnow(images_dir, work, args.max_distance, full=not args.skip_full)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     near_true, exact_true, kind = truth_pairs(truth, w["shas"])
@@ -410,19 +430,28 @@ def main(argv: list[str] | None = None) -> int:
 
     w_near = {q for q in _group_pairs(w["near_groups"]) if w["shas"][q[0]] != w["shas"][q[1]]}
     w_exact = _group_pairs(w["exact_groups"])
-    rows.append(("winnow (facts pass + exact/near checks)", w["seconds"], w_near, w_exact))
-    print(f"  winnow: {w['seconds']:.2f} s (facts pass {w['facts_seconds']:.2f} s, checks {w['checks_seconds']:.3f} s; "
-          f"import before, untimed: {w['import_seconds']:.2f} s; warm re-run {w['warm_seconds']:.2f} s)", flush=True)
+    rows.append(("winnow (hash tier + exact/near checks)", w["seconds"], w_near, w_exact))
+    print(f"  winnow: {w['seconds']:.2f} s (hash tier {w['hashes_seconds']:.2f} s, checks {w['checks_seconds']:.3f} s "
+          f"with {w['embedded_blobs']} of {w['blobs']} blobs embedded; import before, untimed: "
+          f"{w['import_seconds']:.2f} s; warm re-run {w['warm_seconds']:.2f} s)", flush=True)
+    if "full" in w:
+        f = w["full"]
+        rows.append(("winnow, after the full facts pass", f["seconds"],
+                     {q for q in _group_pairs(f["near_groups"]) if w["shas"][q[0]] != w["shas"][q[1]]},
+                     _group_pairs(f["exact_groups"])))
+        print(f"  winnow after the full pass: {f['seconds']:.2f} s (facts pass {f['facts_seconds']:.2f} s)", flush=True)
     contenders = [("imagehash.phash, 1 process", 1)]
     if not args.skip_pool:
         contenders.append((f"imagehash.phash, {os.cpu_count()} processes", os.cpu_count() or 1))
-    base_seconds = None
+    base_seconds = pool_seconds = None
     for label, workers in contenders:
         r = run_imagehash(images_dir, args.max_distance, workers)
         ih_near = {q for q in r["pairs"] if w["shas"][q[0]] != w["shas"][q[1]]}
         ih_exact = {q for q in r["pairs"] if w["shas"][q[0]] == w["shas"][q[1]]}
         rows.append((label, r["seconds"], ih_near, ih_exact))
         base_seconds = base_seconds or r["seconds"]
+        if workers > 1:
+            pool_seconds = r["seconds"]
         print(f"  {label}: {r['seconds']:.2f} s (hashing {r['hash_seconds']:.2f} s)", flush=True)
         if workers == 1 and args.wide_distance > args.max_distance:
             r2 = rethreshold(r, args.wide_distance)
@@ -441,36 +470,38 @@ def main(argv: list[str] | None = None) -> int:
             per_kind[k] = len(near & true_k) / len(true_k) if true_k else float("nan")
         table.append({
             "contender": label, "seconds": secs, "files_per_s": n_files / secs, "vs_imagehash": base_seconds / secs,
+            "vs_pool": pool_seconds / secs if pool_seconds else float("nan"),
             "near_precision": np_, "near_recall": nr, "exact_precision": ep, "exact_recall": er, "recall_by_kind": per_kind,
         })
     prof = {} if args.skip_profile else profile_facts(images_dir)
     scan = time_scan(args.scan) if args.scan else {}
 
-    head = (f"| contender | seconds | files/s | vs imagehash (1 process) | near precision | near recall | "
-            f"{' | '.join(f'recall {k}' for k in TRANSFORMS)} | exact precision | exact recall |")
-    lines = [head, "|" + "---|" * (9 + len(TRANSFORMS) - 1)]
+    head = (f"| contender | seconds | files/s | vs imagehash (1 process) | vs imagehash ({os.cpu_count()} processes) | "
+            f"near precision | near recall | {' | '.join(f'recall {k}' for k in TRANSFORMS)} | exact precision | exact recall |")
+    lines = [head, "|" + "---|" * (10 + len(TRANSFORMS))]
     for t in table:
         lines.append(
-            f"| {t['contender']} | {t['seconds']:.2f} | {t['files_per_s']:.0f} | {t['vs_imagehash']:.2f}x | "
+            f"| {t['contender']} | {t['seconds']:.2f} | {t['files_per_s']:.0f} | {t['vs_imagehash']:.2f}x | {t['vs_pool']:.2f}x | "
             f"{t['near_precision']:.3f} | {t['near_recall']:.3f} | "
             + " | ".join(f"{t['recall_by_kind'][k]:.3f}" for k in TRANSFORMS)
             + f" | {t['exact_precision']:.3f} | {t['exact_recall']:.3f} |"
         )
-    lines.append("| CNN embedding (imagededup CNN / torchvision) | not run: no torch and no weights offline | | | | | | | | | | |")
+    lines.append("| CNN embedding (imagededup CNN / torchvision) | not run: no torch and no weights offline | | | | | | | | | | | |")
     print()
-    print(f"{n_files} files ({args.images} pictures of {W}x{H}, {len(near_true)} true near pairs, {len(exact_true)} true exact pairs), "
+    print(f"{n_files} {FORMAT.upper()} files ({args.images} pictures of {W}x{H}, {len(near_true)} true near pairs, {len(exact_true)} true exact pairs), "
           f"pHash threshold {args.max_distance} bits, {os.cpu_count()} CPUs, {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}")
     print("\n".join(lines))
-    print(f"\nwinnow split: facts pass {w['facts_seconds']:.2f} s, checks {w['checks_seconds']:.3f} s; "
-          f"with facts cached, a fresh view groups in {w['warm_seconds']:.2f} s (of which the grouping alone "
+    print(f"\nwinnow split: hash tier {w['hashes_seconds']:.2f} s, checks {w['checks_seconds']:.3f} s (embedding "
+          f"{w['embedded_blobs']} of {w['blobs']} blobs); with hashes and embeddings cached, a fresh view groups in "
+          f"{w['warm_seconds']:.2f} s (of which the grouping alone "
           f"{w['grouping_seconds_facts_cached']:.3f} s); report groups == duplicate_groups: {w['groups_match_report']}")
     for k, v in scan.items():
         print(f"all-pairs scan of {args.scan:,} pictures ({args.scan * (args.scan - 1) // 2:.2e} pairs), {k}: {v:.2f} s")
     if prof:
         print("\nper image, one process (ms):")
         for k, v in prof.items():
-            print(f"  {k:50s} {v:7.2f}")
+            print(f"  {k:56s} {v:7.2f}")
     if args.markdown:
         print("\n<!-- markdown -->")
         print("\n".join(lines))

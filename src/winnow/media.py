@@ -148,13 +148,15 @@ def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB", *, min_side: i
     """Fully decode an image, apply its EXIF orientation and convert it to ``mode``.
 
     ``min_side`` lets a JPEG decode at a reduced scale (DCT scaling, much faster) as long as
-    both sides stay at least that large; other formats decode at full size.
+    both sides stay at least that large (in grey when ``mode="L"``); other formats decode at
+    full size.
     Raises :class:`InvalidImageError` on truncated or corrupt data.
     """
     im = _open(data, name)
     try:
         if min_side and im.format == "JPEG":
-            im.draft("RGB", (min_side, min_side))
+            # libjpeg decodes straight to grey when only grey is wanted (no chroma IDCT/colour pass)
+            im.draft("L" if mode == "L" else "RGB", (min_side, min_side))
         im.load()
         im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I;16") and mode and not mode.startswith(("I", "F")):

@@ -15,7 +15,8 @@ Four checks share one grouping pass (:func:`duplicate_groups`):
 The near-duplicate rule
 -----------------------
 Every decodable blob has a 64-bit DCT perceptual hash (``phash``), a 64-bit difference hash
-(``dhash``) and an L2-normalised embedding (:mod:`winnow.quality.facts`). For two blobs let ``h``
+(``dhash``) - both from the cheap hash tier of :mod:`winnow.quality.facts`, not the full facts
+pass - and an L2-normalised embedding, computed only for blobs in a candidate pair. For two blobs let ``h``
 be the Hamming distance of their pHashes (0..64) and ``c`` the cosine distance of their
 embeddings (``1 - cos``, 0..2). The pair is a near duplicate when either
 
@@ -37,7 +38,8 @@ among those within 20 bits, >= 0.18 apart in cosine distance.
 Pairs are found by an exact, blocked, vectorised Hamming scan over the unique blobs
 (``np.bitwise_count`` on XORed ``uint64`` tiles, a few threads): 100k pictures (5e9 pairs) take
 ~3 s for pHash alone and ~10 s for the whole rule on 2 busy cores (``bench/near_duplicates.py``).
-Only the few candidates are confirmed with embedding dot products (a group of ``m`` pictures
+Only the few candidates are embedded (:meth:`ProjectView.embeddings_of`, cached by content) and
+confirmed with embedding dot products (a group of ``m`` pictures
 that all look alike, e.g. a fixed camera's burst, costs ``m**2 / 2`` candidate pairs, ~18 bytes
 each, while it is grouped). Groups are the connected components of the near pairs (``scipy.sparse.csgraph``).
 """
@@ -184,6 +186,47 @@ def _cosine_of_pairs(emb: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarra
     return np.clip(out, 0.0, 2.0)
 
 
+def candidate_pairs(
+    phash: np.ndarray,
+    dhash: np.ndarray,
+    *,
+    max_distance: int = GROUP_PARAMS["max_distance"],
+    max_dhash: int = GROUP_PARAMS["max_dhash"],
+    crop_distance: int = GROUP_PARAMS["crop_distance"],
+    crop_cosine: float = GROUP_PARAMS["crop_cosine"],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs whose hashes pass one of the rule's tiers: what the embedding must then confirm.
+
+    ``phash``, ``dhash``: ``(N,)`` 64-bit hashes. Returns ``(i, j, hamming, dhash distance)`` as
+    :func:`hamming_pairs` does.
+    """
+    crop_on = crop_distance > 0 and crop_cosine > 0
+    i, j, h, dd = hamming_pairs(phash, crop_distance if crop_on else -1, second=dhash, first_only=max_distance)
+    ok = (h <= max_distance) & (dd <= max_dhash)
+    if crop_on:
+        ok |= (h <= crop_distance) & (dd <= crop_distance)
+    return i[ok], j[ok], h[ok], dd[ok]
+
+
+def confirm_pairs(
+    h: np.ndarray,
+    dd: np.ndarray,
+    cosine: np.ndarray,
+    *,
+    max_distance: int = GROUP_PARAMS["max_distance"],
+    max_dhash: int = GROUP_PARAMS["max_dhash"],
+    max_cosine: float = GROUP_PARAMS["max_cosine"],
+    crop_distance: int = GROUP_PARAMS["crop_distance"],
+    crop_cosine: float = GROUP_PARAMS["crop_cosine"],
+) -> np.ndarray:
+    """Which candidate pairs (pHash distance ``h``, dHash distance ``dd``, embedding ``cosine``
+    distance, each ``(M,)``) are near duplicates: a boolean ``(M,)`` mask."""
+    ok = (h <= max_distance) & (dd <= max_dhash) & (cosine <= max_cosine)
+    if crop_distance > 0 and crop_cosine > 0:
+        ok |= (h <= crop_distance) & (dd <= crop_distance) & (cosine <= crop_cosine)
+    return ok
+
+
 def near_pairs(
     phash: np.ndarray,
     dhash: np.ndarray,
@@ -200,14 +243,12 @@ def near_pairs(
     ``phash``, ``dhash``: ``(N,)`` 64-bit hashes; ``embeddings``: ``(N, D)`` L2-normalised rows.
     Returns ``(i, j, hamming, cosine)`` for the pairs ``i < j`` that pass.
     """
-    crop_on = crop_distance > 0 and crop_cosine > 0
-    i, j, h, dd = hamming_pairs(phash, crop_distance if crop_on else -1, second=dhash, first_only=max_distance)
+    rule = {"max_distance": max_distance, "max_dhash": max_dhash, "crop_distance": crop_distance, "crop_cosine": crop_cosine}
+    i, j, h, dd = candidate_pairs(phash, dhash, **rule)
     if not len(i):
         return i, j, h, np.zeros(0, np.float32)
     c = _cosine_of_pairs(np.asarray(embeddings, dtype=np.float32), i, j)
-    ok = (h <= max_distance) & (dd <= max_dhash) & (c <= max_cosine)
-    if crop_on:
-        ok |= (h <= crop_distance) & (dd <= crop_distance) & (c <= crop_cosine)
+    ok = confirm_pairs(h, dd, c, max_cosine=max_cosine, **rule)
     return i[ok], j[ok], h[ok], c[ok]
 
 
@@ -252,18 +293,25 @@ def _duplicate_groups(
     ]
     if not near or len(by_sha) < 2:
         return groups
-    decodable = view.decodable
+    hashes = view.hashes  # the cheap hash tier: no full facts pass for the duplicate checks
+    decodable = hashes["decode_error"] == ""
     blobs = [idxs for idxs in by_sha.values() if decodable[idxs[0]]]  # one entry per unique blob
     if len(blobs) < 2:
         return groups
     first = np.array([idxs[0] for idxs in blobs])
-    facts = view.facts
-    phash, dhash, emb = facts["phash"][first], facts["dhash"][first], view.embeddings[first]
-    i, j, h, c = near_pairs(
-        phash, dhash, emb,
-        max_distance=max_distance, max_dhash=max_dhash, max_cosine=max_cosine,
-        crop_distance=crop_distance, crop_cosine=crop_cosine,
-    )
+    phash, dhash = hashes["phash"][first], hashes["dhash"][first]
+    rule = {"max_distance": max_distance, "max_dhash": max_dhash, "crop_distance": crop_distance, "crop_cosine": crop_cosine}
+    i, j, h, dd = candidate_pairs(phash, dhash, **rule)
+    if not len(i):
+        return groups
+    # embeddings of the blobs in a candidate pair only (rows of `emb`: positions in `cand`)
+    cand = np.unique(np.concatenate([i, j]))
+    emb = view.embeddings_of(first[cand])
+    pos = np.full(len(blobs), -1, np.int64)
+    pos[cand] = np.arange(len(cand))
+    c = _cosine_of_pairs(emb, pos[i], pos[j])
+    ok = confirm_pairs(h, dd, c, max_cosine=max_cosine, **rule)
+    i, j, h, c = i[ok], j[ok], h[ok], c[ok]
     if not len(i):
         return groups
     from scipy.sparse import coo_matrix
@@ -281,7 +329,7 @@ def _duplicate_groups(
         if len(sub) <= _PAIRWISE_MAX:  # the largest distance between any two of its pictures
             ph = phash[sub].view(np.uint64)
             hmax = int(np.bitwise_count(ph[:, None] ^ ph[None, :]).max())
-            e = emb[sub]
+            e = emb[pos[sub]]
             cmax = float(np.clip(1.0 - e @ e.T, 0.0, 2.0).max())
         else:  # a huge component: the largest distance of its near pairs
             on = edge_label == lab

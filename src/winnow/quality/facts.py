@@ -1,6 +1,17 @@
-"""The expensive per-image facts, computed in one decode per blob and cached by content.
+"""The expensive per-image facts, computed once per blob and cached by content.
 
-One pass decodes each image once and measures everything the checks need from pixels:
+Two tiers, each cached in its own Parquet table (:class:`~winnow.store.cache.FactTable`):
+
+**The hash tier** (:data:`HASHES_TABLE`, :func:`hashes_of_file`): what the duplicate checks need
+to find candidate pairs, and nothing else. The image is decoded in grey at a reduced scale (a
+JPEG at libjpeg's DCT scaling, 1/2 to 1/8, so both sides stay >= 64 px; other formats in full),
+box-reduced by an integer factor while both sides stay >= 64 px, then resized (LANCZOS) to
+32x32 for the pHash and 9x8 for the dHash. A fraction of the full pass's cost, and of imagehash's
+on large photos (it decodes every pixel at full scale).
+
+**The full pass** (:data:`FACTS_TABLE`, :func:`facts_of_file`): one decode at >= 256 px measures
+every pixel fact of every check, plus the hashes, computed by the hash tier's own function on the
+same bytes (so the two tiers never disagree on a hash):
 
 ========================  =================================================================
 ``decode_error``          ``""`` when the image decodes, else why it does not (truncated...)
@@ -10,13 +21,13 @@ One pass decodes each image once and measures everything the checks need from pi
 ``blur``                  variance of the Laplacian of the luminance at 256 px (low = blurry)
 ``entropy``               Shannon entropy of the luminance histogram, bits (0..8)
 ``colour_spread``         mean over pixels of max-min across R, G, B (0 = grey pixels)
-``phash``, ``dhash``      64-bit perceptual hashes (signed int64 for Parquet)
+``phash``, ``dhash``      64-bit perceptual hashes (signed int64 for Parquet), the hash tier's
 ``embedding``             the default (``classical``) embedding, float32
 ========================  =================================================================
 
-The pass runs on a process pool (one worker per core) for more than a few dozen images, and
-its rows are cached in Parquet (:class:`~winnow.store.cache.FactTable`), so the second
-``winnow check`` decodes nothing.
+The duplicate checks read the hash tier and ask for embeddings only for the blobs in a candidate
+pair (:func:`embedding_of_file`: the very embedding the full pass stores). Every pass runs on a
+process pool (one worker per core) past a few dozen images, in chunks, returning small rows.
 """
 
 from __future__ import annotations
@@ -32,9 +43,22 @@ from PIL import Image
 
 from winnow import media
 
-FACTS_TABLE = "facts-v2"
+FACTS_TABLE = "facts-v3"
+HASHES_TABLE = "hashes-v1"
 _STATS_SIDE = 256
+_HASH_SIDE = 64
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _dct_rows(n: int = 32, k: int = 8) -> np.ndarray:
+    """The first ``k`` rows of the orthonormal ``n``-point DCT-II matrix (``scipy.fft.dct(norm="ortho")``)."""
+    x = np.arange(n)[None, :]
+    rows = np.cos(np.pi * (2 * x + 1) * np.arange(k)[:, None] / (2 * n)) * np.sqrt(2.0 / n)
+    rows[0] /= np.sqrt(2.0)
+    return rows
+
+
+_DCT8 = _dct_rows()
 
 
 def _bits_to_int64(bits: np.ndarray) -> int:
@@ -43,10 +67,11 @@ def _bits_to_int64(bits: np.ndarray) -> int:
 
 
 def phash(gray32: np.ndarray) -> int:
-    """Perceptual hash: sign of the 8x8 lowest DCT frequencies of a 32x32 grey image vs their median."""
-    from scipy.fft import dctn
+    """Perceptual hash: sign of the 8x8 lowest DCT frequencies of a 32x32 grey image vs their median.
 
-    coeffs = dctn(gray32.astype(np.float64), norm="ortho")[:8, :8]
+    The 2-D orthonormal DCT-II restricted to its 8x8 corner, as two small matrix products.
+    """
+    coeffs = _DCT8 @ gray32.astype(np.float64) @ _DCT8.T
     return _bits_to_int64(coeffs > np.median(coeffs))
 
 
@@ -55,28 +80,71 @@ def dhash(gray9x8: np.ndarray) -> int:
     return _bits_to_int64(gray9x8[:, 1:] > gray9x8[:, :-1])
 
 
+def hash_image(im: Image.Image) -> tuple[int, int]:
+    """``(phash, dhash)`` of an image decoded by :func:`decode_for_hashes` (or any image: grey is taken)."""
+    grey = im if im.mode == "L" else im.convert("L")
+    factor = min(grey.size) // _HASH_SIDE
+    if factor > 1:  # a box average first: LANCZOS's cost grows with the source size
+        grey = grey.reduce(factor)
+    g32 = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
+    g98 = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.float32)
+    return phash(g32), dhash(g98)
+
+
+def decode_for_hashes(data: bytes, name: str) -> Image.Image:
+    """The grey image the hashes are taken from (a JPEG at a reduced DCT scale, sides >= 64 px)."""
+    return media.decode(data, name, mode="L", min_side=_HASH_SIDE)
+
+
+def hashes_of_bytes(data: bytes, name: str) -> dict[str, Any]:
+    """``{"decode_error", "phash", "dhash"}`` of an encoded image (never raises for a bad one)."""
+    try:
+        im = decode_for_hashes(data, name)
+    except media.InvalidImageError as exc:
+        return {"decode_error": _reason(exc), "phash": 0, "dhash": 0}
+    ph, dh = hash_image(im)
+    return {"decode_error": "", "phash": ph, "dhash": dh}
+
+
+def hashes_of_file(path: str) -> dict[str, Any]:
+    """The hash tier of the image stored at ``path``."""
+    return hashes_of_bytes(Path(path).read_bytes(), Path(path).name)
+
+
 def laplacian_variance(gray: np.ndarray) -> float:
     lap = -4 * gray[1:-1, 1:-1] + gray[:-2, 1:-1] + gray[2:, 1:-1] + gray[1:-1, :-2] + gray[1:-1, 2:]
     return float(lap.var()) if lap.size else 0.0
 
 
+def _reason(exc: Exception) -> str:
+    return str(exc).split(": ", 1)[-1] or "undecodable"
+
+
+def _stats_image(im: Image.Image) -> Image.Image:
+    """The <= 256 px image the statistics and the embedding are measured on."""
+    if max(im.size) <= _STATS_SIDE:
+        return im
+    small = im.copy()
+    small.thumbnail((_STATS_SIDE, _STATS_SIDE), Image.Resampling.BILINEAR)
+    return small
+
+
+def _decode_for_stats(data: bytes, name: str) -> Image.Image:
+    return _stats_image(media.decode(data, name, mode="RGB", min_side=_STATS_SIDE))
+
+
 def measure(im: Image.Image) -> dict[str, Any]:
-    """Every pixel fact of one decoded RGB image (see the module table)."""
+    """Every pixel statistic and the embedding of one decoded RGB image (see the module table;
+    the hashes come from :func:`hashes_of_bytes`)."""
     from winnow.embed.classical import ClassicalEmbedder
 
-    small = im
-    if max(im.size) > _STATS_SIDE:
-        small = im.copy()
-        small.thumbnail((_STATS_SIDE, _STATS_SIDE), Image.Resampling.BILINEAR)
+    small = _stats_image(im)
     rgb = np.asarray(small, dtype=np.uint8)
     gray = rgb.astype(np.float32) @ _LUMA
     hist = np.bincount(np.clip(gray, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
     p = hist[hist > 0] / gray.size
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # channel-wise: no axis reduction
-    grey_img = small.convert("L")  # hashes from the thumbnail: same bits, a fraction of the resize cost
-    g32 = np.asarray(grey_img.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
-    g98 = np.asarray(grey_img.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.float32)
     return {
         "decode_error": "",
         "mean": float(gray.mean()),
@@ -86,8 +154,6 @@ def measure(im: Image.Image) -> dict[str, Any]:
         "blur": laplacian_variance(gray),
         "entropy": float(-(p * np.log2(p)).sum()),
         "colour_spread": float(spread.mean()),
-        "phash": phash(g32),
-        "dhash": dhash(g98),
         "embedding": ClassicalEmbedder().embed_one(small),
     }
 
@@ -105,17 +171,67 @@ _EMPTY = {
 }
 
 
+def _zero_embedding() -> np.ndarray:
+    from winnow.embed.classical import ClassicalEmbedder
+
+    return np.zeros(ClassicalEmbedder.dim, dtype=np.float32)
+
+
 def facts_of_file(path: str) -> dict[str, Any]:
     """Facts of the image stored at ``path`` (never raises for a bad image: ``decode_error``)."""
     data = Path(path).read_bytes()
+    name = Path(path).name
     try:
-        im = media.decode(data, Path(path).name, mode="RGB", min_side=_STATS_SIDE)
+        im = media.decode(data, name, mode="RGB", min_side=_STATS_SIDE)
     except media.InvalidImageError as exc:
-        from winnow.embed.classical import ClassicalEmbedder
+        return dict(_EMPTY, decode_error=_reason(exc), embedding=_zero_embedding())
+    hashes = hashes_of_bytes(data, name)
+    return dict(measure(im), phash=hashes["phash"], dhash=hashes["dhash"])
 
-        return dict(_EMPTY, decode_error=str(exc).split(": ", 1)[-1] or "undecodable",
-                    embedding=np.zeros(ClassicalEmbedder.dim, dtype=np.float32))
-    return measure(im)
+
+def embedding_of_file(path: str) -> np.ndarray:
+    """The full pass's ``embedding`` of the image at ``path`` alone (zeros when it does not decode)."""
+    from winnow.embed.classical import ClassicalEmbedder
+
+    try:
+        small = _decode_for_stats(Path(path).read_bytes(), Path(path).name)
+    except media.InvalidImageError:
+        return _zero_embedding()
+    return ClassicalEmbedder().embed_one(small)
+
+
+def run_pool(
+    fn: Callable[[str], Any],
+    paths: dict[str, Path],
+    *,
+    workers: int | None = None,
+    min_pool: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[str, Any]]:
+    """``[(sha, fn(path))]`` for every ``{sha: blob path}``, sorted by sha.
+
+    Runs in this process for fewer than ``min_pool`` blobs (a pool costs tens of milliseconds to
+    start), else on a process pool, in chunks of about an eighth of each worker's share (at most
+    256 paths per round trip), so workers stay busy and only paths and small results are pickled.
+    """
+    items: Sequence[tuple[str, Path]] = sorted(paths.items())
+    total = len(items)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    out: list[tuple[str, Any]] = []
+    if total < min_pool or workers <= 1:
+        for n, (sha, path) in enumerate(items, 1):
+            out.append((sha, fn(str(path))))
+            if progress is not None:
+                progress(n, total)
+        return out
+    chunk = max(4, min(256, total // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(fn, [str(p) for _, p in items], chunksize=chunk)
+        for n, ((sha, _), value) in enumerate(zip(items, results, strict=True), 1):
+            out.append((sha, value))
+            if progress is not None:
+                progress(n, total)
+    return out
 
 
 def compute(
@@ -125,20 +241,26 @@ def compute(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Facts rows (with ``sha256``) for every ``{sha: blob path}``."""
-    items: Sequence[tuple[str, Path]] = sorted(paths.items())
-    total = len(items)
-    rows: list[dict[str, Any]] = []
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    if total < 64 or workers <= 1:
-        for n, (sha, path) in enumerate(items, 1):
-            rows.append(dict(facts_of_file(str(path)), sha256=sha))
-            if progress is not None:
-                progress(n, total)
-        return rows
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(facts_of_file, [str(p) for _, p in items], chunksize=16)
-        for n, ((sha, _), row) in enumerate(zip(items, results, strict=True), 1):
-            rows.append(dict(row, sha256=sha))
-            if progress is not None:
-                progress(n, total)
-    return rows
+    return [dict(row, sha256=sha) for sha, row in run_pool(facts_of_file, paths, workers=workers, progress=progress)]
+
+
+def compute_hashes(
+    paths: dict[str, Path],
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Hash-tier rows (``sha256``, ``decode_error``, ``phash``, ``dhash``) for every ``{sha: blob path}``."""
+    rows = run_pool(hashes_of_file, paths, workers=workers, min_pool=256, progress=progress)
+    return [dict(row, sha256=sha) for sha, row in rows]
+
+
+def compute_embeddings(
+    paths: dict[str, Path],
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """The classical embedding (as in the full pass) of every ``{sha: blob path}``: rows ``sha256``, ``embedding``."""
+    rows = run_pool(embedding_of_file, paths, workers=workers, progress=progress)
+    return [{"sha256": sha, "embedding": emb} for sha, emb in rows]

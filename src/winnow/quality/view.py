@@ -3,7 +3,9 @@
 :class:`ProjectView` is built once per ``winnow check`` run. Everything expensive is a lazy,
 cached property: the pixel facts (one decode per blob, cached in Parquet across runs), the
 embedding matrix and the k-nearest-neighbour graph. Checks index these by record position
-``i`` (``view.records[i]``); records that share bytes share facts.
+``i`` (``view.records[i]``); records that share bytes share facts. The duplicate checks need less:
+:attr:`ProjectView.hashes` (a cheap hash tier, its own cache) and :meth:`ProjectView.embeddings_of`
+(embeddings of the few candidates only), so ``--only near_duplicate`` never runs the full pass.
 """
 
 from __future__ import annotations
@@ -134,6 +136,35 @@ class ProjectView:
         return columns
 
     @cached_property
+    def hashes(self) -> dict[str, np.ndarray]:
+        """The hash tier, aligned with :attr:`records`: ``decode_error`` (object), ``phash`` and
+        ``dhash`` (``uint64``) - all the duplicate checks need before they confirm a candidate.
+
+        Taken from :attr:`facts` when this view has them; else read from the hash table, then from
+        the full pass's table (the same hashes), and computed (the cheap hash tier of
+        :mod:`winnow.quality.facts`) only for blobs neither holds.
+        """
+        keys = ("decode_error", "phash", "dhash")
+        if "facts" in self.__dict__:
+            return {k: self.facts[k] for k in keys}
+        wanted = sorted(set(self.shas))
+        table = FactTable(self.store.home, facts_mod.HASHES_TABLE)
+        cached = table.read(wanted)
+        if len(cached) < len(wanted):
+            rest = [sha for sha in wanted if sha not in cached]
+            cached.update(FactTable(self.store.home, facts_mod.FACTS_TABLE).read(rest, columns=list(keys)))
+        missing = {sha: self.store.blobs.path(sha) for sha in wanted if sha not in cached}
+        if missing:
+            rows = facts_mod.compute_hashes(missing, progress=self.progress)
+            table.append(rows)
+            cached.update({r["sha256"]: r for r in rows})
+        return {
+            "decode_error": np.asarray([cached[sha]["decode_error"] for sha in self.shas], dtype=object),
+            "phash": np.asarray([cached[sha]["phash"] for sha in self.shas], dtype=np.int64).view(np.uint64),
+            "dhash": np.asarray([cached[sha]["dhash"] for sha in self.shas], dtype=np.int64).view(np.uint64),
+        }
+
+    @cached_property
     def embeddings(self) -> np.ndarray:
         """``(N, D)`` float32, L2-normalised rows (zeros for undecodable images).
 
@@ -142,16 +173,44 @@ class ProjectView:
         """
         if self.embedder == "classical":
             return self.facts["embedding"]
+        by_sha = self._embedding_rows(sorted(set(self.shas)))
+        return np.asarray([by_sha[sha] for sha in self.shas], dtype=np.float32).reshape(len(self.shas), -1)
+
+    def embeddings_of(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), D)``: the rows of :attr:`embeddings` at record positions ``rows``.
+
+        Computes (and caches by content) the embeddings of those records' blobs only, unless this
+        view already holds the whole matrix: what the duplicate checks use to confirm their few
+        candidate pairs without embedding every image. ``rows`` must not be empty.
+        """
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        if "embeddings" in self.__dict__ or (self.embedder == "classical" and "facts" in self.__dict__):
+            return self.embeddings[rows]
+        shas = [self.shas[k] for k in rows.tolist()]
+        by_sha = self._embedding_rows(sorted(set(shas)))
+        return np.asarray([by_sha[sha] for sha in shas], dtype=np.float32).reshape(len(shas), -1)
+
+    def _embedding_rows(self, wanted: list[str]) -> dict[str, np.ndarray]:
+        """``{sha: embedding}`` for the blobs ``wanted``, from the caches or computed and cached."""
         from winnow import media
         from winnow.embed.base import get_embedder
 
         embedder = get_embedder(self.embedder)
         table = FactTable(self.store.home, f"emb-{embedder.cache_key}")
-        wanted = sorted(set(self.shas))
         cached = table.read(wanted)
-        missing = [sha for sha in wanted if sha not in cached]
-        for start in range(0, len(missing), 64):
-            chunk = missing[start : start + 64]
+        if self.embedder == "classical":  # the full pass's table holds the same vectors
+            if len(cached) < len(wanted):
+                rest = [sha for sha in wanted if sha not in cached]
+                cached.update(FactTable(self.store.home, facts_mod.FACTS_TABLE).read(rest, columns=["embedding"]))
+            missing = {sha: self.store.blobs.path(sha) for sha in wanted if sha not in cached}
+            if missing:
+                rows = facts_mod.compute_embeddings(missing, progress=self.progress)
+                table.append(rows)
+                cached.update({r["sha256"]: r for r in rows})
+            return {sha: cached[sha]["embedding"] for sha in wanted}
+        missing_shas = [sha for sha in wanted if sha not in cached]
+        for start in range(0, len(missing_shas), 64):
+            chunk = missing_shas[start : start + 64]
             images, ok = [], []
             for sha in chunk:
                 try:
@@ -164,8 +223,8 @@ class ProjectView:
             table.append(rows)
             cached.update({r["sha256"]: r for r in rows})
             if self.progress is not None:
-                self.progress(min(start + 64, len(missing)), len(missing))
-        return np.asarray([cached[sha]["embedding"] for sha in self.shas], dtype=np.float32).reshape(len(self.shas), -1)
+                self.progress(min(start + 64, len(missing_shas)), len(missing_shas))
+        return {sha: cached[sha]["embedding"] for sha in wanted}
 
     @cached_property
     def decodable(self) -> np.ndarray:

@@ -21,16 +21,20 @@ class FactTable:
     def __init__(self, root: Path, name: str):
         self.dir = Path(root) / "cache" / name
 
-    def read(self, shas: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Rows by sha (only those in ``shas`` when given)."""
+    def read(self, shas: Iterable[str] | None = None, columns: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Rows by sha (only those in ``shas`` when given; only ``columns``, plus ``sha256``, when given)."""
         import pyarrow.parquet as pq
 
         if not self.dir.is_dir():
             return {}
         wanted = set(shas) if shas is not None else None
+        if wanted is not None and not wanted:
+            return {}
+        if columns is not None:
+            columns = ["sha256", *(c for c in columns if c != "sha256")]
         rows: dict[str, dict[str, Any]] = {}
         for part in sorted(self.dir.glob("*.parquet"), key=lambda p: p.stat().st_mtime):
-            table = pq.read_table(part)
+            table = pq.read_table(part, columns=columns)
             cols = table.to_pydict()
             for i, sha in enumerate(cols["sha256"]):
                 if wanted is None or sha in wanted:

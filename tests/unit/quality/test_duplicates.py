@@ -331,3 +331,44 @@ def test_checks_declare_their_parameters():
         assert {"max_distance", "max_cosine", "crop_distance", "crop_cosine"} <= set(cls.params)
     assert ExactDuplicate.params == {"min_iou": 0.5}
     assert NearDuplicate.params["max_distance"] == 10
+
+
+# ----------------------------------------------------------------------------- lazy confirmation
+
+
+def test_candidates_are_confirmed_by_embeddings_computed_for_them_only(tmp_path, monkeypatch):
+    from winnow.quality import facts
+    from winnow.quality.duplicates import candidate_pairs
+
+    flats = [Item(f"flat{k}.png", Image.new("RGB", SIZE, c)) for k, c in enumerate([(250, 250, 250), (120, 120, 120), (90, 30, 150)])]
+    im = textured(51, SIZE)
+    items = [*flats, Item("orig.png", im), Item("half.png", resize50(im)), *distinct(8)]
+    view = build_view(tmp_path, items)
+    names = [r.name for r in view.records]
+    flat_rows = [names.index(f.name) for f in flats]
+    # the flat pictures share their hashes: the hash tiers alone would join them
+    i, j, h, dd = candidate_pairs(view.hashes["phash"][flat_rows], view.hashes["dhash"][flat_rows])
+    assert len(i) == 3 and h.max() <= 10 and dd.max() == 0
+
+    asked: list[str] = []
+    real = facts.compute_embeddings
+
+    def spy(paths, **kw):
+        asked.extend(paths)
+        return real(paths, **kw)
+
+    monkeypatch.setattr(facts, "compute_embeddings", spy)
+    monkeypatch.setattr(facts, "compute", lambda *a, **k: pytest.fail("the full facts pass ran"))
+    groups = duplicate_groups(view)
+    # ...the embedding rejects them, and finds the real copy
+    assert [sorted(g.names) for g in groups] == [["half.png", "orig.png"]]
+    by_sha = {r.sha256: r.name for r in view.records}
+    embedded = sorted(by_sha[s] for s in asked)
+    assert embedded == sorted(["half.png", "orig.png", *(f.name for f in flats)])  # the candidates, no more
+    # the same answer from the full pass's facts (a fresh view, every embedding at hand)
+    from winnow.quality.view import ProjectView
+
+    monkeypatch.undo()
+    full = ProjectView(view.store, "p")
+    _ = full.facts
+    assert [sorted(g.names) for g in duplicate_groups(full)] == [["half.png", "orig.png"]]
