@@ -8,13 +8,14 @@ progress bar on stderr when it is a terminal.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, out
+from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, err, out
 from winnow.cli.deploy import capture_cmd, deploy_cmd
 from winnow.cli.evaluate import compare_cmd, eval_cmd
 from winnow.cli.queue import queue_app
@@ -430,16 +431,53 @@ def verify_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's files.")] = Path("demo-out"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the demo's files (demo.json, demo.html, data).")] = Path("demo-out"),
+    serve: Annotated[
+        bool | None,
+        typer.Option("--serve/--no-serve", help="Serve the API after the loop until Ctrl-C (default: only when run in a terminal)."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port to serve on after the loop (127.0.0.1 only).")] = 8000,
+    quick: Annotated[bool, typer.Option("--quick", help="A small, fast run (tiny model; what the tests run).")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed of the data and the training (default 7).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the main job on the built-in synthetic dataset and print a summary."""
+    """Run the whole data-centric loop on the built-in synthetic data, then serve the API.
+
+    Generate, import, check, fix, version, train, evaluate by slice, deploy, capture production
+    images through the inference API, select a batch, label and review it, version, retrain,
+    evaluate again; print the before/after table per slice and write demo.json and demo.html
+    under --out. Then, in a terminal (or with --serve), serve the HTTP API on
+    http://127.0.0.1:PORT until Ctrl-C, with an admin key for the demo's workspace; scripts and CI
+    (no terminal) end after the loop. See docs/demo.md.
+    """
     from winnow.services.demo import run_demo
 
+    store = _store()
     with _errors(as_json):
-        summary = run_demo(_store(), out_dir, echo=None if as_json else out.print)
+        summary = run_demo(store, out_dir, quick=quick, seed=seed, echo=None if as_json else out.print)
     if as_json:
         _emit_json(summary)
+    if serve is None:
+        serve = sys.stdin.isatty() and sys.stdout.isatty()
+    if not serve:
+        (err if as_json else out).print(f"to browse it all: winnow serve --port {port} (with a key from `winnow key create`)")
+        return
+    from datetime import UTC, datetime
+
+    import uvicorn
+
+    from winnow.api.app import create_app
+    from winnow.services.auth import create_key
+
+    key = create_key(store, DEFAULT_WORKSPACE, "admin", name=f"demo-admin-{datetime.now(UTC):%Y%m%d%H%M%S}", user="demo")
+    console = err if as_json else out
+    console.print(f"serving everything above on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    console.print(f"  API docs:  http://127.0.0.1:{port}/docs")
+    console.print(f"  admin key for workspace {DEFAULT_WORKSPACE!r} (shown once): {key.key}")
+    console.print(f"  try: curl -H 'Authorization: Bearer {key.key[:8]}...' http://127.0.0.1:{port}/api/v1/projects")
+    console.print("  the web UI (image grid, labeling, reports in the browser) comes with the web issue; "
+                  f"until then open {summary['files']['html']}")
+    uvicorn.run(create_app(store), host="127.0.0.1", port=port, log_level="warning")
 
 
 def main() -> None:
