@@ -96,8 +96,13 @@ def render(doc: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = 
 
     findings = doc.get("findings") or {}
     parts.append(f"<h2>Findings ({findings.get('total', 0)})</h2><table><tr><th>check</th><th>findings</th></tr>")
-    for check, n in sorted((findings.get("by_check") or {}).items(), key=lambda kv: -kv[1]):
-        parts.append(f"<tr><td>{e(str(check))}</td><td>{int(n)}</td></tr>")
+    by_check = findings.get("by_check") or {}
+    for check, n in sorted(by_check.items(), key=lambda kv: -kv[1]):
+        if n:
+            parts.append(f"<tr><td>{e(str(check))}</td><td>{int(n)}</td></tr>")
+    clean = sorted(c for c, n in by_check.items() if not n)
+    if clean:
+        parts.append(f"<tr><td colspan='2'>{len(clean)} checks found nothing: {e(', '.join(clean))}</td></tr>")
     parts.append("</table><h3>Worst first</h3><table><tr><th>severity</th><th>check</th><th>message</th></tr>")
     for f in findings.get("top") or []:
         parts.append(f"<tr><td>{e(str(f['severity']))}</td><td>{e(str(f['check']))}</td><td>{e(str(f['message']))}</td></tr>")
@@ -144,8 +149,8 @@ def render(doc: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = 
 
     table = doc.get("before_after") or []
     if table:
-        parts.append("<h2>Before / after by slice</h2><div class='plots'>")
-        parts.append(f"<figure><img alt='before and after by slice' src='{_uri(before_after_png(table), 'image/png')}'></figure></div>")
+        parts.append("<h2>Before / after by slice</h2><div style='max-width:760px'>")
+        parts.append(f"<img style='width:100%' alt='before and after by slice' src='{_uri(before_after_png(table), 'image/png')}'></div>")
         parts.append("<table><tr><th>slice</th><th>n</th><th>before</th><th>after</th><th>change</th></tr>")
         for r in table:
             delta = r.get("delta")
