@@ -311,3 +311,47 @@ def test_errors_exit_1_with_the_step_named_and_the_run_recorded(tmp_path, monkey
     wrong_task = _write(tmp_path, "project: p\ntask: classify\nsteps:\n  - uses: version\n", "task.yaml")
     result = _cli(home, "run", str(wrong_task), monkeypatch=monkeypatch)
     assert result.exit_code == 1 and "project 'p' is a detect project; the pipeline says task: classify" in result.output
+
+
+# ----------------------------------------------------------------------------- the examples
+
+LABEL = """
+name: labelling
+project: labelling
+steps:
+  - id: labelled
+    uses: import
+    with: {builtin: shapes, images: 12, seed: 3}
+  - id: pool
+    uses: import
+    with: {builtin: shapes, images: 6, seed: 4, labels: false, prefix: pool, tags: [unlabeled]}
+  - uses: label
+    with: {builtin: shapes, images: 6, seed: 4, prefix: pool, only: [pool/images/img_00001.png, pool/images/img_00004.png]}
+    gates: ["images_relabeled == 2", "errors == 0"]
+"""
+
+
+def test_the_builtin_ground_truth_labels_only_the_images_named(tmp_path):
+    from winnow.services.datasets import load_dataset
+
+    store = Store.open(tmp_path / "home")
+    first = run_pipeline(store, load_pipeline(_write(tmp_path, LABEL)))
+    assert _statuses(first) == {"labelled": "ran", "pool": "ran", "label": "ran"}
+    truth = {f"pool/{r.name}": [a.label for a in r.annotations] for r in generate(tmp_path / "gt", 6, seed=4, max_objects=4).images}
+    pool = {r.name: r for r in load_dataset(store, "labelling").images if r.name.startswith("pool/")}
+    for name, rec in pool.items():
+        if name in ("pool/images/img_00001.png", "pool/images/img_00004.png"):
+            assert sorted(a.label for a in rec.annotations) == sorted(truth[name]) and "unlabeled" not in rec.tags
+        else:
+            assert rec.annotations == [] and "unlabeled" in rec.tags
+    again = run_pipeline(store, load_pipeline(tmp_path / "winnow.yaml"))
+    assert set(_statuses(again).values()) == {"skipped"}
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "minimal.yaml"])
+def test_the_shipped_examples_load(name):
+    pipeline = load_pipeline(Path(__file__).resolve().parents[2] / "examples" / name)
+    kinds = [s.uses for s in pipeline.steps]
+    assert kinds[0] == "import" and "version" in kinds
+    if name == "demo.yaml":  # the loop up to the next batch for the labelling team
+        assert kinds[-4:] == ["train", "evaluate", "deploy", "select"]

@@ -17,6 +17,26 @@ from winnow.pipelines.steps.base import Param, StepContext, StepKind, numbers, p
 BUILTIN_SETS = ("shapes",)
 
 
+def _builtin_dataset(p: dict[str, Any], task: str, root: Path, *, labels: bool, splits: bool):
+    """The built-in set ``p`` describes (``builtin``, ``images``, ``seed``, ``max_objects``,
+    ``prefix``), generated under ``root``: a :class:`~winnow.core.types.Dataset`."""
+    from winnow.core.types import Task
+    from winnow.synthetic import generate
+
+    if p.get("builtin") not in BUILTIN_SETS:
+        raise InvalidInputError(f"unknown built-in set {p.get('builtin')!r}; known: {', '.join(BUILTIN_SETS)}")
+    dataset = generate(root, p["images"], seed=p["seed"], max_objects=p["max_objects"], task=Task(task))
+    prefix = (p.get("prefix") or "").strip("/")
+    for i, rec in enumerate(dataset.images):
+        if prefix:
+            rec.name = f"{prefix}/{rec.name}"
+        if not labels:
+            rec.annotations = []
+        elif splits:  # 70/20/10 by position, as an export carrying splits would
+            rec.split = "train" if i % 10 < 7 else ("valid" if i % 10 < 9 else "test")
+    return dataset
+
+
 def _builtin_source(ctx: StepContext) -> Path:
     """Generate the built-in set into a content-addressed folder under the data home; its path.
 
@@ -27,26 +47,14 @@ def _builtin_source(ctx: StepContext) -> Path:
     from winnow.core.types import Task
     from winnow.formats import get_format
     from winnow.formats.base import copy_from_file
-    from winnow.synthetic import generate
 
     p = ctx.params
-    if p.get("builtin") not in BUILTIN_SETS:
-        raise InvalidInputError(f"unknown built-in set {p.get('builtin')!r}; known: {', '.join(BUILTIN_SETS)}")
     root = ctx.store.home / "pipelines" / "sources"
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="builtin-", dir=ctx.store.tmp))
     try:
-        task = Task(ctx.task)
-        dataset = generate(scratch / "raw", p["images"], seed=p["seed"], max_objects=p["max_objects"], task=task)
-        prefix = (p.get("prefix") or "").strip("/")
-        for i, rec in enumerate(dataset.images):
-            if prefix:
-                rec.name = f"{prefix}/{rec.name}"
-            if not p["labels"]:
-                rec.annotations = []
-            elif p["splits"]:  # 70/20/10 by position, as an export carrying splits would
-                rec.split = "train" if i % 10 < 7 else ("valid" if i % 10 < 9 else "test")
-        fmt = "folders" if task is Task.CLASSIFY and p["labels"] else "coco"
+        dataset = _builtin_dataset(p, ctx.task, scratch / "raw", labels=p["labels"], splits=p["splits"])
+        fmt = "folders" if Task(ctx.task) is Task.CLASSIFY and p["labels"] else "coco"
         out = scratch / "data"
         get_format(fmt).write(dataset, out, copy_from_file)
         digest = files_fingerprint(out)["sha256"]
@@ -148,24 +156,54 @@ register(StepKind(
 _LABEL_NAMES = {"images_relabeled", "annotations_added", "annotations_removed", "unmatched", "errors", "warnings"}
 
 
+_BUILTIN_KEYS = ("builtin", "images", "seed", "max_objects", "prefix")
+
+
 def _label_inputs(ctx: StepContext) -> dict[str, Any]:
-    path = ctx.path(ctx.params["path"])
-    if not path.exists():
-        raise InvalidInputError(f"'path': {path} does not exist")
+    p = ctx.params
+    if (p.get("path") is None) == (p.get("builtin") is None):
+        raise InvalidInputError("give either 'path' (label files) or 'builtin' (the built-in set's ground truth), not both")
     keep = ("format", "tags", "clip")
-    return {"project": [ctx.workspace, ctx.project], "labels": files_fingerprint(path), "state": ctx.state()["state"]} | {
-        k: ctx.params.get(k) for k in keep
-    }
+    if p.get("builtin") is not None:
+        labels: Any = {k: p.get(k) for k in _BUILTIN_KEYS} | {"only": None if p.get("only") is None else sorted(p["only"])}
+    else:
+        path = ctx.path(p["path"])
+        if not path.exists():
+            raise InvalidInputError(f"'path': {path} does not exist")
+        labels = files_fingerprint(path)
+    return {"project": [ctx.workspace, ctx.project], "labels": labels, "state": ctx.state()["state"]} | {k: p.get(k) for k in keep}
+
+
+def _builtin_labels(ctx: StepContext, scratch: Path) -> Path:
+    """The built-in set's ground truth as a COCO file under ``scratch``, for the images in
+    ``only`` (all when it is not given): the labelling team's answer in the demo."""
+    from winnow.formats import get_format
+    from winnow.formats.base import copy_from_file
+
+    p = ctx.params
+    dataset = _builtin_dataset(p, ctx.task, scratch / "raw", labels=True, splits=False)
+    if p.get("only") is not None:
+        wanted = set(p["only"])
+        dataset.images = [r for r in dataset.images if r.name in wanted]
+    out = scratch / "labels"
+    get_format("coco").write(dataset, out, copy_from_file)
+    return out
 
 
 def _label_run(ctx: StepContext) -> dict[str, Any]:
     from winnow.services.ingest import import_dataset
 
     p = ctx.params
-    report = import_dataset(
-        ctx.store, ctx.project, ctx.path(p["path"]), workspace=ctx.workspace, format=p.get("format"),
-        tags=p.get("tags") or [], clip=bool(p.get("clip")), match_existing=True,
-    ).as_dict()
+    scratch = Path(tempfile.mkdtemp(prefix="labels-", dir=ctx.store.tmp)) if p.get("builtin") is not None else None
+    try:
+        path = _builtin_labels(ctx, scratch) if scratch is not None else ctx.path(p["path"])
+        report = import_dataset(
+            ctx.store, ctx.project, path, workspace=ctx.workspace, format=p.get("format") or ("coco" if scratch else None),
+            tags=p.get("tags") or [], clip=bool(p.get("clip")), match_existing=True,
+        ).as_dict()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     errors, warnings = problem_counts(report)
     return {k: report.get(k) for k in ("images_relabeled", "annotations_added", "annotations_removed", "unmatched", "change_id")} | {
         "errors": errors, "warnings": warnings,
@@ -176,7 +214,13 @@ register(StepKind(
     name="label",
     help="Replace the labels of the project's images from label files (COCO or YOLO), matched by image name.",
     params={
-        "path": Param("text", required=True, help="the label files, relative to the pipeline file"),
+        "path": Param("text", help="the label files, relative to the pipeline file"),
+        "builtin": Param("text", help="instead of files: the built-in set's ground truth ('shapes'; the demo's labelling team)", choices=BUILTIN_SETS),
+        "images": Param("int", 120, help="builtin: how many images (as the import that made them)"),
+        "seed": Param("int", 0, help="builtin: the generator's seed (as the import that made them)"),
+        "max_objects": Param("int", 4, help="builtin: most shapes per image (as the import that made them)"),
+        "prefix": Param("text", help="builtin: the folder in front of every image name (as the import that made them)"),
+        "only": Param("texts", help="builtin: label only these images, e.g. ${steps.select.outputs.images}"),
         "format": Param("text", help="coco or yolo (detected when left out)"),
         "tags": Param("texts", help="tags added to every relabelled image"),
         "clip": Param("bool", False, help="clip boxes that leave their image"),
