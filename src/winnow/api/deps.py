@@ -42,6 +42,14 @@ class Context:
     def rate(self, kind: str) -> None:
         self.limiter.take(self.principal.key_id, kind)
 
+    def project(self, name: str) -> tuple[int, str]:
+        """``(id, name as stored)`` of the caller's workspace's project ``name``; 404 otherwise."""
+        from winnow.services.projects import get_project
+
+        with self.store.read() as session:
+            row = get_project(session, name, self.workspace)
+            return row.id, row.name
+
 
 def _key(authorization: str | None, x_api_key: str | None) -> str | None:
     if x_api_key:

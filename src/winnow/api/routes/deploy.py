@@ -28,7 +28,6 @@ from winnow.errors import InvalidInputError, UnsupportedMediaError
 from winnow.serve.capture import CaptureWriter
 from winnow.serve.inference import InferencePool, PoolBusy, PoolConfig, Served
 from winnow.services import deploy as svc
-from winnow.services.projects import get_project
 from winnow.services.training import prediction_dict
 
 router = APIRouter(tags=["deploy"])
@@ -110,11 +109,6 @@ def _writer(state: Any) -> CaptureWriter:
     return writer
 
 
-def _project_id(ctx: Context, project: str) -> int:
-    with ctx.store.read() as session:
-        return get_project(session, project, ctx.workspace).id
-
-
 # ----------------------------------------------------------------------------- deploy
 
 
@@ -145,7 +139,7 @@ def get_deployment(project: str, ctx: Context = Read) -> dict:
     requests, batches, batch sizes, queue depth, swaps; ``null`` before the first request)."""
     summary = svc.deployment(ctx.store, project, workspace=ctx.workspace)
     pool = getattr(ctx.state, "inference", None)
-    stats = pool.stats(_project_id(ctx, project)) if pool is not None else None
+    stats = pool.stats(ctx.project(project)[0]) if pool is not None else None
     writer = getattr(ctx.state, "capture_writer", None)
     return summary.as_dict() | {"stats": stats, "capture_writer": writer.stats.as_dict() if writer is not None else None}
 

@@ -23,7 +23,6 @@ from winnow.evaluate.coco import DEFAULT_SCORE_THRESHOLD
 from winnow.evaluate.errors import DEFAULT_LIMIT
 from winnow.evaluate.slices import DEFAULT_BOOTSTRAP
 from winnow.services import evaluation as svc
-from winnow.services.projects import get_project
 from winnow.services.versions import show_version
 
 router = APIRouter(tags=["evaluations"])
@@ -67,8 +66,7 @@ def _comparison(ctx: Context, project: str, body: CompareIn) -> dict[str, Any]:
 
 
 def _background(ctx: Context, project: str, response: Response, work, params: dict[str, Any]) -> dict[str, Any]:
-    with ctx.store.read() as session:
-        name = get_project(session, project, ctx.workspace).name
+    name = ctx.project(project)[1]
     show_version(ctx.store, name, params.get("version"), workspace=ctx.workspace)  # 404 now, not in the job
     job = ctx.state.jobs.submit("evaluate", work, workspace=ctx.workspace, user=ctx.user, project=name, params=params)
     response.status_code = 202

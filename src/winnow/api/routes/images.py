@@ -21,7 +21,6 @@ from fastapi.responses import FileResponse
 from winnow.api.deps import Context, Read, Upload
 from winnow.errors import InvalidInputError
 from winnow.services import datasets
-from winnow.services.projects import get_project
 from winnow.services.uploads import upload_files
 
 router = APIRouter(tags=["images"])
@@ -56,7 +55,7 @@ async def upload(
 ) -> dict:
     """Upload images or one archive; all or nothing. Returns the import report."""
     ctx.rate("upload")
-    await run_in_threadpool(_check_project, ctx, project)
+    await run_in_threadpool(ctx.project, project)  # 404 before the body is read
     staging = Path(tempfile.mkdtemp(prefix="upload-", dir=ctx.store.tmp))
     try:
         files: list[tuple[str | None, Path]] = []
@@ -89,11 +88,6 @@ async def upload(
         return report.as_dict()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _check_project(ctx: Context, project: str) -> None:
-    with ctx.store.read() as session:
-        get_project(session, project, ctx.workspace)
 
 
 @router.get("/projects/{project}/images")

@@ -25,7 +25,6 @@ from winnow.api.encode import json_safe
 from winnow.api.paging import Page
 from winnow.errors import ConflictError, InvalidInputError, NotFoundError
 from winnow.services import training as svc
-from winnow.services.projects import get_project
 from winnow.services.versions import show_version
 
 router = APIRouter(tags=["models"])
@@ -51,11 +50,6 @@ class TrainIn(BaseModel):
     eval_every: int = Field(default=0, ge=0, le=1000)
 
 
-def _project_name(ctx: Context, project: str) -> str:
-    with ctx.store.read() as session:
-        return get_project(session, project, ctx.workspace).name
-
-
 @router.get("/projects/{project}/models")
 def list_models(project: str, ctx: Context = Read, page: Page = Depends()) -> dict:
     """The project's registered models, oldest first (``status``: training, ready or failed)."""
@@ -65,7 +59,7 @@ def list_models(project: str, ctx: Context = Read, page: Page = Depends()) -> di
 @router.get("/projects/{project}/models/{ref}")
 def show_model(project: str, ref: str, ctx: Context = Read) -> dict:
     """One model: version, recipe, backend, parameters, code version, metrics, files."""
-    name = _project_name(ctx, project)
+    name = ctx.project(project)[1]
     try:
         summary = svc.show_model(ctx.store, ref, workspace=ctx.workspace)
     except NotFoundError:
@@ -96,7 +90,7 @@ def _check_training(ctx: Context, project: str, body: TrainIn) -> str:
 async def train(project: str, body: TrainIn, response: Response, ctx: Context = Manage) -> dict:
     """Train a model on a version, as a background job: ``202`` with the job."""
     version_id = await run_in_threadpool(_check_training, ctx, project, body)
-    name = await run_in_threadpool(_project_name, ctx, project)
+    name = (await run_in_threadpool(ctx.project, project))[1]
     params = body.model_dump() | {"version": version_id}
     runner = ctx.state.jobs
     for job in runner.list(ctx.workspace, project=name, kind="train"):
