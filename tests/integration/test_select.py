@@ -149,6 +149,31 @@ def test_every_strategy_runs_on_the_project(digits):
     assert all("slice" in p["reason"] for p in sliced.picked)
 
 
+def test_the_slice_strategy_favours_a_worst_image_condition(digits, monkeypatch):
+    """Image conditions from the health checks (``condition:dark``) are slices too: when the
+    model is worst on them, the budget goes to candidates in that condition."""
+    from winnow.services import evaluation
+    from winnow.services.datasets import load_dataset
+    from winnow.services.training import predict
+
+    records = load_dataset(digits.store, "digits").images
+    held_out = [r for r in records if r.name in digits.labeled and r.split == "valid"]
+    got = predict(digits.store, digits.model.model, held_out)
+    wrong = [r.name for r, p in zip(held_out, got, strict=True) if p.predictions[0]["label"] != r.annotations[0].label]
+    assert len(wrong) >= 5, "the tiny model must miss a few held-out digits for this test"
+    candidates = sorted(r.name for r in records if UNLABELED_TAG in r.tags and r.name not in digits.copies)
+    dark_candidates = set(candidates[::3])
+    conditions = {name: ["dark"] for name in [*wrong, *dark_candidates]}  # the model is wrong on every dark image
+    monkeypatch.setattr(evaluation, "health_conditions", lambda store, project, workspace: conditions)
+
+    report = select_images(digits.store, "digits", budget=6, strategy="slice", create_batch=False)
+    dark = [p for p in report.picked if p["reason"]["slice"] == "condition:dark"]
+    assert all(p["image"] in dark_candidates and p["reason"]["slice_score"] == 0.0 for p in dark)
+    # the budget is split in proportion to the error: the dark slice (error 1.0, the largest) gets
+    # the largest share, far above its third of the candidates
+    assert len(dark) >= 3 and len(dark) / 6 > len(dark_candidates) / len(candidates)
+
+
 def test_bad_inputs_say_what_to_do(digits, tmp_path):
     with pytest.raises(InvalidInputError, match="unknown strategy 'smart'"):
         select_images(digits.store, "digits", budget=3, strategy="smart")

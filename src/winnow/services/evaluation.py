@@ -309,7 +309,7 @@ def _evaluate_classification(
 CONDITION_CHECKS = ("dark", "blurry", "overexposed", "low_information")
 
 
-def _health_conditions(store: Any, project: str, workspace: str) -> dict[str, list[str]]:
+def health_conditions(store: Any, project: str, workspace: str) -> dict[str, list[str]]:
     """Project image name -> the image-condition checks that flag it (from cached pixel facts)."""
     from winnow.quality.engine import run_checks
 
@@ -364,7 +364,7 @@ def evaluate_model(
     if not records:
         raise InvalidInputError(f"version {loaded.version_id[:12]} of {project!r} has no {split!r} images to evaluate on")
     sources = {r.name: r for r in loaded.manifest.images}
-    health = _health_conditions(store, project, workspace)
+    health = health_conditions(store, project, workspace)
     conditions: dict[str, list[str]] = {}
     for rec in records:
         source = sources.get(rec.metadata.get("source", rec.name))

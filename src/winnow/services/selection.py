@@ -24,7 +24,7 @@ The strategies are :mod:`winnow.select`; this module turns a project into their 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -157,20 +157,23 @@ def _predict(loaded: Any, records: Sequence[ImageRecord], progress: ProgressFn |
     )
 
 
-def _candidate_slices(rec: ImageRecord, predicted: str | None) -> list[str]:
+def _candidate_slices(rec: ImageRecord, predicted: str | None, conditions: Mapping[str, Sequence[str]]) -> list[str]:
     from winnow.evaluate.slices import is_scalar
 
     names = [f"tag:{t}" for t in rec.tags if t not in (UNLABELED_TAG, CAPTURED_TAG)]
     names += [f"{k}={v}" for k, v in rec.metadata.items() if is_scalar(v)]
+    names += [f"condition:{c}" for c in conditions.get(rec.name, ())]
     if predicted is not None:
         names.append(f"class:{predicted}")
     return names
 
 
 def _slice_scores(
-    store: Store, loaded: Any, dataset: Dataset, labeled: list[ImageRecord], seed: int, workspace: str, notes: list[str]
+    store: Store, loaded: Any, dataset: Dataset, labeled: list[ImageRecord], seed: int, workspace: str, notes: list[str],
+    conditions: Mapping[str, Sequence[str]],
 ) -> tuple[dict[str, float], float | None]:
-    """The model's metric on each slice of labeled images it was not trained on."""
+    """The model's metric on each slice of labeled images it was not trained on: tags, metadata
+    values, classes and image conditions (``condition:dark``, from the health checks)."""
     from winnow.services.evaluation import evaluate_dataset
     from winnow.services.versions import load_version
 
@@ -202,14 +205,15 @@ def _slice_scores(
             ]
     gt = Dataset(classes=list(dataset.classes), images=held_out, task=dataset.task)
     try:
-        report = evaluate_dataset(gt, predictions, n_bootstrap=1, seed=seed)
+        scored = {name: conditions[name] for name in predictions if name in conditions}
+        report = evaluate_dataset(gt, predictions, conditions=scored, n_bootstrap=1, seed=seed)
     except InvalidInputError as exc:
         notes.append(f"slice: the model could not be evaluated on the labeled images ({exc}); picked by uncertainty")
         return {}, None
     slices = report.slices
     if slices is None:
         return {}, None
-    scores = {s.name: float(s.score) for s in slices.slices if s.ranked and s.kind in ("tag", "metadata", "class") and s.score is not None}
+    scores = {s.name: float(s.score) for s in slices.slices if s.ranked and s.kind in ("tag", "metadata", "class", "condition") and s.score is not None}
     notes.append(f"slice: scored {len(scores)} slices ({slices.metric}) on {len(held_out)} held-out labeled images")
     return scores, None if slices.overall is None else float(slices.overall)
 
@@ -320,10 +324,14 @@ def select_images(
         class_counts=counts if predicted is not None else None,
     )
     if strategy == "slice" and loaded is not None:
+        from winnow.services.evaluation import health_conditions
+
         labeled_records = [records[i] for i in labeled_idx]
-        pool.slice_scores, pool.overall = _slice_scores(store, loaded, dataset, labeled_records, seed, workspace, notes)
+        conditions = health_conditions(store, project, workspace)
+        pool.slice_scores, pool.overall = _slice_scores(store, loaded, dataset, labeled_records, seed, workspace, notes, conditions)
         pool.slices = [
-            _candidate_slices(r, classes[int(p)] if p >= 0 else None) for r, p in zip(cand_records, pool.predicted, strict=True)
+            _candidate_slices(r, classes[int(p)] if p >= 0 else None, conditions)
+            for r, p in zip(cand_records, pool.predicted, strict=True)
         ]
     chosen = al.select(pool, budget, strategy, seed=seed, near_duplicate=near)
     report.excluded_near_duplicates = chosen.excluded_near_duplicates
