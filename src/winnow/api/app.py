@@ -7,12 +7,14 @@ are JSON, ``{"error": "...", "type": "..."}``, with the status the error's class
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from winnow import __version__, errors
 from winnow.api.deps import Unauthenticated
@@ -40,8 +42,13 @@ def _status(exc: Exception) -> int:
     return 500
 
 
-def create_app(store: Store | None = None, *, limits: Limits | None = None) -> FastAPI:
-    """The API over ``store`` (the one ``$WINNOW_HOME`` names when ``None``)."""
+def create_app(store: Store | None = None, *, limits: Limits | None = None, reports: Path | None = None) -> FastAPI:
+    """The API over ``store`` (the one ``$WINNOW_HOME`` names when ``None``).
+
+    ``reports``: a folder of self-contained HTML reports (``winnow demo``'s ``--out``) served
+    read-only under ``/reports/`` and listed on the landing page ``/``. The folder is served without
+    a key, so only serve one whose contents anyone who can reach the port may read.
+    """
     from winnow.api.routes import ROUTERS
 
     @asynccontextmanager
@@ -90,5 +97,28 @@ def create_app(store: Store | None = None, *, limits: Limits | None = None) -> F
 
     for router in ROUTERS:
         app.include_router(router, prefix="/api/v1")
+
+    pages: list[str] = []
+    if reports is not None:
+        from fastapi.staticfiles import StaticFiles
+
+        reports = Path(reports).resolve()
+        app.mount("/reports", StaticFiles(directory=reports, html=False), name="reports")
+        pages = sorted(p.relative_to(reports).as_posix() for p in reports.glob("*.html"))
+
+    @app.get("/", include_in_schema=False)
+    def landing() -> HTMLResponse:
+        """Where a browser lands: the API's docs and the served reports."""
+        items = "".join(f"<li><a href='/reports/{html.escape(p)}'>{html.escape(p)}</a></li>" for p in pages)
+        body = (
+            "<!doctype html><html><head><meta charset='utf-8'><title>winnow</title>"
+            "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:48em}</style></head><body>"
+            f"<h1>winnow {html.escape(__version__)}</h1><p>The HTTP API: <a href='/docs'>interactive docs</a>, "
+            "<a href='/openapi.json'>OpenAPI</a>. Every call under <code>/api/v1</code> needs a key "
+            "(<code>winnow key create</code>).</p>"
+            + (f"<h2>Reports</h2><ul>{items}</ul>" if items else "")
+            + "<p>The web app (image grid, labeling, review) comes with the web issue.</p></body></html>"
+        )
+        return HTMLResponse(body, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
 
     return app

@@ -472,12 +472,12 @@ def demo_cmd(
     key = create_key(store, DEFAULT_WORKSPACE, "admin", name=f"demo-admin-{datetime.now(UTC):%Y%m%d%H%M%S}", user="demo")
     console = err if as_json else out
     console.print(f"serving everything above on http://127.0.0.1:{port} (Ctrl-C to stop)")
+    console.print(f"  reports:   http://127.0.0.1:{port}/  (the demo's and the health report)")
     console.print(f"  API docs:  http://127.0.0.1:{port}/docs")
     console.print(f"  admin key for workspace {DEFAULT_WORKSPACE!r} (shown once): {key.key}")
     console.print(f"  try: curl -H 'Authorization: Bearer {key.key[:8]}...' http://127.0.0.1:{port}/api/v1/projects")
-    console.print("  the web UI (image grid, labeling, reports in the browser) comes with the web issue; "
-                  f"until then open {summary['files']['html']}")
-    uvicorn.run(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+    console.print("  the web app (image grid, labeling, review in the browser) comes with the web issue")
+    uvicorn.run(create_app(store, reports=out_dir), host="127.0.0.1", port=port, log_level="warning")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,6 +16,9 @@ key_app = typer.Typer(help="Create, list and revoke HTTP API keys.", no_args_is_
 def serve_cmd(
     host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps the server on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    reports: Annotated[
+        Path | None, typer.Option(help="A folder of HTML reports (e.g. winnow demo's --out) to serve at / without a key.")
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) on the store in $WINNOW_HOME."""
     import uvicorn
@@ -23,7 +27,10 @@ def serve_cmd(
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"note: serving on {host}: every request needs an API key; put TLS in front of it")
-    uvicorn.run(create_app(_store()), host=host, port=port, log_level="info")
+    if reports is not None and not reports.is_dir():
+        err.print(f"error: --reports {reports}: not a folder")
+        raise typer.Exit(1)
+    uvicorn.run(create_app(_store(), reports=reports), host=host, port=port, log_level="info")
 
 
 @key_app.command("create")

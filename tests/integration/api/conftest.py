@@ -38,8 +38,8 @@ class Server:
         return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=kw.pop("timeout", 60), **kw)
 
 
-def start_server(store: Store, limits: Limits | None = None):
-    app = create_app(store, limits=limits)
+def start_server(store: Store, limits: Limits | None = None, **app_options):
+    app = create_app(store, limits=limits, **app_options)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -62,3 +62,35 @@ def test_keys_from_the_cli_open_the_served_api(tmp_path):
 def test_an_unknown_role_is_refused(tmp_path):
     r = winnow(tmp_path / "home", "key", "create", "--workspace", "acme", "--role", "root")
     assert r.returncode == 1 and "role must be one of" in r.stderr
+
+
+def test_the_landing_page_lists_the_served_reports_and_nothing_escapes_the_folder(tmp_path):
+    from tests.integration.api.conftest import start_server
+    from winnow.store.db import Store
+
+    reports = tmp_path / "demo-out"
+    reports.mkdir()
+    (reports / "demo.html").write_text("<!doctype html><p>the demo</p>")
+    (reports / "<i>odd.html").write_text("x")
+    (tmp_path / "secret.txt").write_text("not for you")
+    store = Store.open(tmp_path / "home")
+    srv, uv, thread = start_server(store, reports=reports)
+    try:
+        page = httpx.get(srv.url + "/")
+        assert page.status_code == 200 and "/reports/demo.html" in page.text and "/docs" in page.text
+        assert "<i>odd" not in page.text and "&lt;i&gt;odd.html" in page.text  # names are escaped
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert httpx.get(srv.url + "/reports/demo.html").text == "<!doctype html><p>the demo</p>"
+        for path in ("/reports/../secret.txt", "/reports/%2e%2e/secret.txt", "/reports/..%2fsecret.txt"):
+            r = httpx.get(srv.url + path)
+            assert r.status_code == 404 and "not for you" not in r.text, path
+        assert httpx.get(srv.url + "/api/v1/projects").status_code == 401  # the API still needs a key
+    finally:
+        uv.should_exit = True
+        thread.join(10)
+        store.close()
+
+
+def test_without_reports_the_landing_page_still_points_at_the_docs(server):
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "/docs" in page.text and "Reports" not in page.text
