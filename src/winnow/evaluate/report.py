@@ -12,7 +12,7 @@ import base64
 import html
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from winnow.evaluate.plots import confusion_matrix_png, pr_curves_png, slices_pn
 ERRORS_SHOWN = 12
 THUMB_SIDE = 200
 
-_CSS = """
+REPORT_CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:16px 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:110px}.card b{display:block;font-size:22px}
@@ -33,12 +33,15 @@ table{border-collapse:collapse}td,th{padding:4px 8px;border-bottom:1px solid #ee
 """
 
 
-def _uri(data: bytes, mime: str) -> str:
+def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _thumbnail(path: Path, predicted: list[float] | None, truth: list[float] | None) -> str | None:
-    """A JPEG thumbnail of ``path`` with the boxes (COCO ``xywh``) drawn; ``None`` if unreadable."""
+def boxes_thumbnail(
+    path: Path, predicted: Sequence[Sequence[float]], truth: Sequence[Sequence[float]], *, side: int = THUMB_SIDE
+) -> str | None:
+    """A JPEG data URI of the image at ``path``, at most ``side`` pixels, with ``truth`` boxes in
+    green and ``predicted`` ones in red (``xyxy`` absolute pixels); ``None`` if unreadable."""
     from PIL import ImageDraw
 
     from winnow import media
@@ -47,16 +50,24 @@ def _thumbnail(path: Path, predicted: list[float] | None, truth: list[float] | N
         im = media.decode(Path(path).read_bytes(), str(path), "RGB")
     except Exception:  # a missing or unreadable image only loses its preview
         return None
-    scale = THUMB_SIDE / max(im.size)
+    scale = side / max(im.size)
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
     draw = ImageDraw.Draw(im)
-    for box, colour in ((truth, "#2ca02c"), (predicted, "#d62728")):
-        if box:
-            x, y, w, h = (v * scale for v in box)
-            draw.rectangle([x, y, x + w, y + h], outline=colour, width=2)
+    for boxes, colour in ((truth, "#2ca02c"), (predicted, "#d62728")):
+        for box in boxes:
+            x1, y1, x2, y2 = (float(v) * scale for v in box)
+            draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=85)
-    return _uri(buf.getvalue(), "image/jpeg")
+    return data_uri(buf.getvalue(), "image/jpeg")
+
+
+def _xyxy(box: Sequence[float] | None) -> list[list[float]]:
+    """A COCO ``xywh`` box (or none) as a list of ``xyxy`` boxes."""
+    if not box:
+        return []
+    x, y, w, h = box
+    return [[x, y, x + w, y + h]]
 
 
 def render(doc: Mapping[str, Any], *, title: str = "Evaluation", images: Mapping[str, Path] | None = None) -> str:
@@ -67,7 +78,7 @@ def render(doc: Mapping[str, Any], *, title: str = "Evaluation", images: Mapping
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
+        f"<title>{e(title)}</title><style>{REPORT_CSS}</style></head><body><h1>{e(title)}</h1>",
         "<div class='cards'>",
     ]
     for key in ("map", "map50", "map75", "mar_100"):
@@ -92,7 +103,7 @@ def render(doc: Mapping[str, Any], *, title: str = "Evaluation", images: Mapping
     if slices and slices.get("slices"):
         plots.append(("metrics by slice", slices_png(slices)))
     for name, png in plots:
-        parts.append(f"<figure><img alt='{e(name)}' src='{_uri(png, 'image/png')}'></figure>")
+        parts.append(f"<figure><img alt='{e(name)}' src='{data_uri(png, 'image/png')}'></figure>")
     parts.append("</div>")
 
     if slices and slices.get("worst_slices"):
@@ -119,7 +130,7 @@ def render(doc: Mapping[str, Any], *, title: str = "Evaluation", images: Mapping
             predicted = None if key == "false_negatives" else row.get("bbox")
             truth = row.get("bbox") if key == "false_negatives" else row.get("gt_bbox")
             path = images.get(row["image"])
-            uri = _thumbnail(path, predicted, truth) if path is not None else None
+            uri = boxes_thumbnail(path, _xyxy(predicted), _xyxy(truth)) if path is not None else None
             what = row.get("class") or f"{row.get('actual')} as {row.get('predicted')}"
             score = f" {row['score']:.2f}" if "score" in row else ""
             img = f"<img alt='{e(row['image'])}' src='{uri}'>" if uri else "<i>(no preview)</i>"

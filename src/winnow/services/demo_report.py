@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from winnow.evaluate.plots import _figure, _png
-from winnow.evaluate.report import _CSS, _uri
+from winnow.evaluate.report import REPORT_CSS, boxes_thumbnail, data_uri
 
 THUMB_SIDE = 200
 
@@ -45,30 +45,6 @@ def before_after_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def _thumbnail(path: Path, predicted: Sequence[Sequence[float]], truth: Sequence[Sequence[float]]) -> str | None:
-    """A PNG thumbnail of ``path`` with boxes (``xyxy`` absolute pixels) drawn; ``None`` if unreadable."""
-    import io
-
-    from PIL import ImageDraw
-
-    from winnow import media
-
-    try:
-        im = media.decode(Path(path).read_bytes(), str(path), "RGB")
-    except Exception:  # a missing or unreadable image only loses its preview
-        return None
-    scale = THUMB_SIDE / max(im.size)
-    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
-    draw = ImageDraw.Draw(im)
-    for boxes, colour in ((truth, "#2ca02c"), (predicted, "#d62728")):
-        for box in boxes:
-            x1, y1, x2, y2 = (float(v) * scale for v in box)
-            draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return _uri(buf.getvalue(), "image/png")
-
-
 def _num(value: Any, fmt: str = ".3f") -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -80,7 +56,7 @@ def render(doc: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>winnow demo: {e(str(doc.get('project', {}).get('name', '')))}</title><style>{_CSS}</style></head><body>",
+        f"<title>winnow demo: {e(str(doc.get('project', {}).get('name', '')))}</title><style>{REPORT_CSS}</style></head><body>",
         "<h1>winnow demo: the data-centric loop</h1><div class='cards'>",
     ]
     for i, r in enumerate(rounds, start=1):
@@ -150,7 +126,7 @@ def render(doc: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = 
     table = doc.get("before_after") or []
     if table:
         parts.append("<h2>Before / after by slice</h2><div style='max-width:760px'>")
-        parts.append(f"<img style='width:100%' alt='before and after by slice' src='{_uri(before_after_png(table), 'image/png')}'></div>")
+        parts.append(f"<img style='width:100%' alt='before and after by slice' src='{data_uri(before_after_png(table), 'image/png')}'></div>")
         parts.append("<table><tr><th>slice</th><th>n</th><th>before</th><th>after</th><th>change</th></tr>")
         for r in table:
             delta = r.get("delta")
@@ -165,7 +141,7 @@ def render(doc: Mapping[str, Any], *, thumbnails: Sequence[Mapping[str, Any]] = 
     if thumbnails:
         parts.append("<p>Red: the deployed model's boxes (the pre-labels); green: the labelers' boxes.</p><div class='thumbs'>")
         for t in thumbnails:
-            uri = _thumbnail(Path(t["file"]), t.get("predicted") or [], t.get("truth") or [])
+            uri = boxes_thumbnail(Path(t["file"]), t.get("predicted") or [], t.get("truth") or [])
             img = f"<img alt='{e(str(t['image']))}' src='{uri}'>" if uri else "<i>(no preview)</i>"
             parts.append(f"<figure>{img}<figcaption>{e(str(t['image']))}</figcaption></figure>")
         parts.append("</div>")
