@@ -24,14 +24,7 @@ N_IMAGES = 100
 EPOCHS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WINNOW_THREADS", "1")
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _iou(a, b) -> float:

@@ -70,14 +70,7 @@ steps:
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One torch thread: on two busy cores two spinning OpenMP threads run several times slower."""
-    monkeypatch.setenv("WINNOW_THREADS", "1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _write(tmp_path: Path, text: str, name: str = "winnow.yaml") -> Path:

@@ -37,14 +37,7 @@ N_LABELED, N_UNLABELED, N_CAPTURED = 120, 50, 10
 COPIES = 4  # unlabeled images whose bytes are a labeled image's
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WINNOW_THREADS", "1")
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _png(path, pixels: np.ndarray) -> None:

@@ -40,15 +40,7 @@ from winnow.store.db import Store
 from winnow.synthetic import generate
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on two busy cores two spinning OpenMP threads run several times slower."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WINNOW_THREADS", "1")
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        yield
-        torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
