@@ -342,23 +342,10 @@ def get_image(store: Store, project_name: str, name: str, *, workspace: str = DE
         return _records(session, store, rows)[0]
 
 
-def annotation_dict(a: Annotation) -> dict[str, Any]:
-    """An annotation as the API and ``--json`` outputs show it."""
-    return {
-        "id": a.id,
-        "label": a.label,
-        "bbox": None if a.bbox is None else [float(v) for v in a.bbox],
-        "polygon": a.polygon,
-        "rle": a.rle,
-        "iscrowd": a.iscrowd,
-        "score": a.score,
-        "source": a.source.value if hasattr(a.source, "value") else a.source,
-        "attributes": a.attributes,
-    }
-
-
 def image_dict(rec: ImageRecord) -> dict[str, Any]:
-    """An image record with its annotations, as the API shows it."""
+    """An image record with its annotations (with their ids), as the API shows it."""
+    from winnow.versions.materialize import annotation_to_dict
+
     return {
         "name": rec.name,
         "sha256": rec.sha256,
@@ -367,5 +354,5 @@ def image_dict(rec: ImageRecord) -> dict[str, Any]:
         "split": rec.split,
         "tags": list(rec.tags),
         "metadata": dict(rec.metadata),
-        "annotations": [annotation_dict(a) for a in rec.annotations],
+        "annotations": [annotation_to_dict(a) for a in rec.annotations],
     }
