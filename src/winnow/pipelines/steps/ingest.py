@@ -15,6 +15,14 @@ from winnow.pipelines.steps.base import Param, StepContext, StepKind, numbers, p
 
 
 BUILTIN_SETS = ("shapes",)
+#: What generates a built-in set (``winnow.synthetic.generate``), for the import that makes it and
+#: the label step that gives its ground truth.
+BUILTIN_PARAMS = {
+    "images": Param("int", 120, help="builtin: how many images"),
+    "seed": Param("int", 0, help="builtin: the generator's seed"),
+    "max_objects": Param("int", 4, help="builtin: most shapes per image"),
+    "prefix": Param("text", help="builtin: a folder in front of every image name (two sets in one project)"),
+}
 
 
 def _builtin_dataset(p: dict[str, Any], task: str, root: Path, *, labels: bool, splits: bool):
@@ -122,20 +130,15 @@ def _import_valid(ctx: StepContext, out: dict[str, Any]) -> bool:
 _IMPORT_NAMES = {"images_added", "annotations_added", "images_skipped", "annotations_skipped", "errors", "warnings", "images", "annotations"}
 
 
-
-
 register(StepKind(
     name="import",
     help="Import a dataset (a folder, file or archive in any format) or generate a built-in one.",
     params={
         "path": Param("text", help="the dataset to import, relative to the pipeline file"),
+        **BUILTIN_PARAMS,
         "builtin": Param("text", help="a generated set instead of files: 'shapes'", choices=BUILTIN_SETS),
-        "images": Param("int", 120, help="builtin: how many images"),
-        "seed": Param("int", 0, help="builtin: the generator's seed"),
-        "max_objects": Param("int", 4, help="builtin: most shapes per image"),
         "labels": Param("bool", True, help="builtin: false writes the images without labels"),
         "splits": Param("bool", True, help="builtin: give the images a 70/20/10 train/valid/test split"),
-        "prefix": Param("text", help="builtin: a folder in front of every image name (two sets in one project)"),
         "format": Param("text", help="the format (detected when left out)"),
         "split": Param("text", help="put every image in this split"),
         "tags": Param("texts", help="tags added to every image"),
@@ -156,7 +159,7 @@ register(StepKind(
 _LABEL_NAMES = {"images_relabeled", "annotations_added", "annotations_removed", "unmatched", "errors", "warnings"}
 
 
-_BUILTIN_KEYS = ("builtin", "images", "seed", "max_objects", "prefix")
+_BUILTIN_KEYS = ("builtin", *BUILTIN_PARAMS)
 
 
 def _label_inputs(ctx: StepContext) -> dict[str, Any]:
@@ -215,11 +218,8 @@ register(StepKind(
     help="Replace the labels of the project's images from label files (COCO or YOLO), matched by image name.",
     params={
         "path": Param("text", help="the label files, relative to the pipeline file"),
+        **BUILTIN_PARAMS,  # the same values as the import that made the images
         "builtin": Param("text", help="instead of files: the built-in set's ground truth ('shapes'; the demo's labelling team)", choices=BUILTIN_SETS),
-        "images": Param("int", 120, help="builtin: how many images (as the import that made them)"),
-        "seed": Param("int", 0, help="builtin: the generator's seed (as the import that made them)"),
-        "max_objects": Param("int", 4, help="builtin: most shapes per image (as the import that made them)"),
-        "prefix": Param("text", help="builtin: the folder in front of every image name (as the import that made them)"),
         "only": Param("texts", help="builtin: label only these images, e.g. ${steps.select.outputs.images}"),
         "format": Param("text", help="coco or yolo (detected when left out)"),
         "tags": Param("texts", help="tags added to every relabelled image"),
