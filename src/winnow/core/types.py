@@ -32,6 +32,10 @@ SPLIT_ALIASES = {"train": "train", "valid": "valid", "val": "valid", "test": "te
 #: Tag of an image whose labels are unknown (e.g. a YOLO image with no label file), as opposed to
 #: an image labelled as having no objects.
 UNLABELED_TAG = "unlabeled"
+#: The metadata key and value that mark an image a customer project inherits from its base
+#: (``winnow project fork``): the version's manifest gives it ``{"origin": "base"}``.
+ORIGIN_KEY = "origin"
+ORIGIN_BASE = "base"
 
 #: Tag of an image captured from production through the inference API (it is also ``unlabeled``
 #: until a person labels it).

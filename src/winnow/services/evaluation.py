@@ -380,11 +380,24 @@ def evaluate_model(
         ]
         for p in predicted
     }
+    class_map = _model_class_map(store, model_ref, loaded.project_id, workspace)
+    if class_map is not None:  # a base model on a customer's version: its classes as the customer names them
+        from winnow.services.schema import map_annotations
+
+        by_name = {name: map_annotations(class_map, anns) for name, anns in by_name.items()}
     gt = Dataset(classes=list(loaded.manifest.classes), images=records, task=Task(loaded.manifest.task))
     report = evaluate_dataset(
         gt, by_name, conditions=conditions, score_threshold=score_threshold, n_bootstrap=n_bootstrap, max_errors=max_errors
     )
     return ModelEvaluation(model_ref, loaded.project, loaded.version_id, split, report, {r.name: r.file for r in records})
+
+
+def _model_class_map(store: Any, model_ref: str, project_id: int, workspace: str) -> dict[str, Any] | None:
+    from winnow.services.forks import model_class_map
+    from winnow.services.training import resolve_model
+
+    with store.read() as session:
+        return model_class_map(session, resolve_model(session, model_ref, workspace)[0], project_id)
 
 
 def _slice_scores(report: Any) -> dict[tuple[str, str], Any]:

@@ -248,6 +248,8 @@ def undo(store: Store, project: str, change_id: int | None = None, *, workspace:
                 done = session.execute(update(m.Annotation).where(m.Annotation.id == op["id"]).values(**op["before"]))
                 if done.rowcount == 0:
                     raise ConflictError(f"cannot undo change {change.id}: annotation id {op['id']} no longer exists")
+            elif kind == "insert_image":  # an image a change added (an adopted inherited image)
+                session.execute(delete(m.Image).where(m.Image.id == op["id"], m.Image.project_id == proj.id))
             elif kind == "insert_annotation":  # e.g. predictions stored as pre-labels
                 session.execute(delete(m.Annotation).where(m.Annotation.id == op["id"]))
             elif kind == "insert_tag":

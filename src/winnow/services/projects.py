@@ -176,5 +176,23 @@ def _summary(session: Session, project: m.Project, workspace: str) -> ProjectSum
 
 def delete_project(store: Store, name: str, workspace: str = DEFAULT_WORKSPACE) -> None:
     """Delete a project and all its records (blobs stay until ``winnow verify --gc``)."""
+    from winnow.services.forks import ensure_deletable
+
     with store.write() as session:
-        session.delete(get_project(session, name, workspace))
+        project = get_project(session, name, workspace)
+        ensure_deletable(session, project)
+        session.delete(project)
+
+
+def get_setting(session: Session, project_id: int, key: str) -> Any:
+    """A project's setting ``key`` (``None`` when unset)."""
+    row = session.get(m.ProjectSetting, (project_id, key))
+    return None if row is None else row.value
+
+
+def set_setting(session: Session, project_id: int, key: str, value: Any, user: str | None = None) -> None:
+    row = session.get(m.ProjectSetting, (project_id, key))
+    if row is None:
+        session.add(m.ProjectSetting(project_id=project_id, key=key, value=value, updated_by=user))
+    else:
+        row.value, row.updated_by, row.updated_at = value, user, m.utcnow()

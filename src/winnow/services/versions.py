@@ -201,6 +201,47 @@ def _parent_splits(store: Store, project: str, workspace: str) -> tuple[str, dic
     return version_id, {r.name: r.split for r in manifest.images}
 
 
+def _add_inherited(
+    store: Store, project: str, workspace: str, records: list[ImageRecord], label_steps: list[dict[str, Any]]
+) -> tuple[list[ImageRecord], list[str], dict[str, Any], dict[str, int]] | None:
+    """A fork's version: its own records plus the inherited ones (see services/forks.py), sorted
+    by name; ``None`` for a project that is no fork. An inherited image is left out when the
+    customer adopted it (its own copy stands in) or when its bytes are in the customer's test
+    split (so the customer's test set does not leak into training)."""
+    from winnow.services.forks import inherited_records
+    from winnow.versions import transforms
+
+    inherited = inherited_records(store, project, workspace=workspace)
+    if inherited is None:
+        return None
+    own_names = {r.name for r in records}
+    own_test = {r.sha256 for r in records if r.split == "test"}
+    stats = {"images": 0, "adopted": 0, "in_customer_test": 0} | inherited.left_out
+    merged = list(records)
+    for rec in inherited.records:
+        if rec.name in own_names:
+            stats["adopted"] += 1
+            continue
+        if rec.sha256 in own_test:
+            stats["in_customer_test"] += 1
+            continue
+        anns = transforms.apply_label_steps(rec.annotations, label_steps)
+        if anns is None:
+            continue
+        rec.annotations = anns
+        merged.append(rec)
+        stats["images"] += 1
+    merged.sort(key=lambda r: r.name)
+    return merged, inherited.classes, inherited.recipe, stats
+
+
+def _schema_facts(session: Session, project_id: int, base: dict[str, Any] | None) -> dict[str, Any]:
+    """What a version records of the class schema it was made with."""
+    from winnow.services.schema import current_seq
+
+    return {"seq": current_seq(session, project_id), "class_map": None if base is None else base["class_map"]}
+
+
 def create_version(
     store: Store,
     project: str,
@@ -265,12 +306,18 @@ def create_version(
     plan = assign_splits([_labels_for_split(r) for r in records], existing, groups, ratios, seed=seed, resplit=resplit)
     for rec, s in zip(records, plan.splits, strict=True):
         rec.split = s
-    manifest = Manifest(task=task.value, classes=classes, recipe=recipe, images=records)
-    version_id = manifest.content_id()
     splitting = group_stats | {
         "units": plan.units,
         "moved": [records[i].name for i in plan.moved],
     }
+    base = _add_inherited(store, project, workspace, records, labelled)
+    if base is not None:
+        records, inherited_classes, recipe["base"], splitting["inherited"] = base
+        used = {a.label for r in records for a in r.annotations}
+        order = transforms.classes_after(inherited_classes, labelled) + classes
+        classes = list(dict.fromkeys(c for c in order if c in used)) + sorted(used - set(order))
+    manifest = Manifest(task=task.value, classes=classes, recipe=recipe, images=records)
+    version_id = manifest.content_id()
 
     with store.write() as session:
         proj = get_project(session, project, workspace)
@@ -293,7 +340,10 @@ def create_version(
         row.parent = parent.version_id if parent is not None else None
         row.manifest_sha256 = manifest_sha
         row.recipe = recipe
-        row.summary = {"task": task.value, "classes": classes, "counts": manifest.counts(), "splitting": splitting}
+        row.summary = {
+            "task": task.value, "classes": classes, "counts": manifest.counts(), "splitting": splitting,
+            "schema": _schema_facts(session, proj.id, recipe.get("base")),
+        }
         row.lineage = _lineage(session, proj.id, parent.created_at if parent is not None else None)
         row.created_by = user
         session.add(row)

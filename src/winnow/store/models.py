@@ -368,3 +368,86 @@ class PipelineStep(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     seconds: Mapped[float | None] = mapped_column(Float, default=None)
+
+
+class ProjectFork(Base):
+    """A customer project forked from a base project's version (``winnow project fork``).
+
+    The fork copies nothing: its versions read the base version's manifest (content-addressed,
+    immutable) and lay the customer's own images on top. ``class_map`` maps each base class name to
+    the customer's name for it (``None``: dropped; a dict: a split rule, see services/schema.py).
+    ``rebase`` moves ``base_version_id`` to a newer base version.
+    """
+
+    __tablename__ = "project_forks"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    base_project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"), index=True)
+    base_version_id: Mapped[str] = mapped_column(String(64))
+    class_map: Mapped[Any] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    rebased_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class ForkOverride(Base):
+    """An inherited image the customer adopted (copied on write) to change its labels.
+
+    ``base_revision``: the image's revision in the base version it was adopted from (or last
+    rebased onto); ``own_revision``: the customer copy's revision right after that, so a rebase can
+    tell "the base changed it", "the customer changed it" and both (a conflict).
+    """
+
+    __tablename__ = "fork_overrides"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    base_name: Mapped[str] = mapped_column(Text)
+    base_revision: Mapped[str] = mapped_column(String(64))
+    own_revision: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ClassMigration(Base):
+    """One change of a project's class schema: ``add``, ``rename``, ``merge`` or ``split``.
+
+    ``seq`` numbers a project's migrations from 1; a version records the last ``seq`` it was made
+    with (``summary["schema"]``), so a rebase knows which base migrations happened in between.
+    """
+
+    __tablename__ = "class_migrations"
+    __table_args__ = (UniqueConstraint("project_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    op: Mapped[str] = mapped_column(String(20))
+    params: Mapped[Any] = mapped_column(JSON)
+    annotations: Mapped[int] = mapped_column(Integer, default=0)  # how many annotations it changed
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class MergeRequest(Base):
+    """A customer's reviewed labels proposed back to its base project.
+
+    ``items``: per image, what the customer proposes (new images by blob, or corrected labels of
+    an inherited image). ``state``: ``open``, ``accepted`` or ``rejected``; accepting applies the
+    items to the base project as one recorded change (``change_id``).
+    """
+
+    __tablename__ = "merge_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    source_project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), default=None)
+    source: Mapped[str] = mapped_column(String(410))  # "workspace/project", kept if the source is deleted
+    title: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), default="open")
+    items: Mapped[Any] = mapped_column(JSON, default=list)
+    report: Mapped[Any] = mapped_column(JSON, default=dict)
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(200), default=None)
