@@ -18,6 +18,7 @@ from rich.table import Table
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, err, out
 from winnow.cli.deploy import capture_cmd, deploy_cmd
 from winnow.cli.evaluate import compare_cmd, eval_cmd
+from winnow.cli.merge_requests import mr_app, propose_cmd
 from winnow.cli.queue import queue_app
 from winnow.cli.run import run_cmd, runs_app
 from winnow.cli.serve import key_app, serve_cmd
@@ -49,6 +50,8 @@ app.command("deploy")(deploy_cmd)
 app.command("capture")(capture_cmd)
 app.command("run")(run_cmd)
 app.add_typer(runs_app, name="runs")
+app.command("propose")(propose_cmd)
+app.add_typer(mr_app, name="mr")
 
 
 # ----------------------------------------------------------------------------------- projects
@@ -103,6 +106,8 @@ def project_show(name: str, workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json
         return
     out.print(f"{s.name}  task={s.task}  workspace={s.workspace}")
     out.print(f"images {s.images}  annotations {s.annotations}  unlabeled images {s.unlabeled_images}")
+    if s.base:
+        out.print(f"fork of {s.base} (its images are inherited by reference; `winnow project base {s.name}`)")
     if s.splits:
         out.print("splits  " + "  ".join(f"{k} {v}" for k, v in sorted(s.splits.items())))
     if s.tags:
@@ -472,11 +477,11 @@ def demo_cmd(
     key = create_key(store, DEFAULT_WORKSPACE, "admin", name=f"demo-admin-{datetime.now(UTC):%Y%m%d%H%M%S}", user="demo")
     console = err if as_json else out
     console.print(f"serving everything above on http://127.0.0.1:{port} (Ctrl-C to stop)")
-    console.print(f"  reports:   http://127.0.0.1:{port}/  (the demo's and the health report)")
+    console.print(f"  web app:   http://127.0.0.1:{port}/  (projects, image grid with boxes, health; the demo's reports listed)")
     console.print(f"  API docs:  http://127.0.0.1:{port}/docs")
     console.print(f"  admin key for workspace {DEFAULT_WORKSPACE!r} (shown once): {key.key}")
     console.print(f"  try: curl -H 'Authorization: Bearer {key.key[:8]}...' http://127.0.0.1:{port}/api/v1/projects")
-    console.print("  the web app (image grid, labeling, review in the browser) comes with the web issue")
+    console.print(f"open http://127.0.0.1:{port}/#key={key.key}")  # lands signed in: the app keeps the key for the tab and clears the address bar
     uvicorn.run(create_app(store, reports=out_dir), host="127.0.0.1", port=port, log_level="warning")
 
 

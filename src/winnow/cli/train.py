@@ -59,13 +59,28 @@ def _print_model(s) -> None:
     out.print(f"  id: {s.model}")
     out.print(f"  task: {s.task}, classes: {', '.join(s.classes)}")
     p = s.params
+    init = s.metrics.get("init") or {}
     if p:
         pre = (p.get("pretrained") or {}).get("file") or "random init"
+        if p.get("init_from"):
+            pre = f"from model {init.get('name') or p['init_from'][:12]} ({p['init_from'][:12]})"
         out.print(
             f"  params: epochs {p.get('epochs')}, image size {p.get('image_size')}, batch {p.get('batch_size')}, "
             f"lr {p.get('lr')} ({p.get('optimizer')}), seed {p.get('seed')}, width {p.get('width')}, weights: {pre}"
         )
     out.print(f"  code: {s.code_version}")
+    if init:
+        remapped = f", {len(init['remapped'])} remapped by class" if init.get("remapped") else ""
+        out.print(
+            f"  init: {init['loaded']} of {init['total']} tensors loaded{remapped}, {len(init['skipped'])} skipped; "
+            f"shared classes: {', '.join(init['classes_matched']) or 'none'}"
+        )
+    mix = s.metrics.get("mix")
+    if mix:
+        out.print(
+            f"  mix: {mix['own_train_images']} own + {mix['base_train_images_used']} of {mix['base_train_images_available']} "
+            f"inherited train images (base mix {_fmt(mix['base_mix'])})"
+        )
     if s.metrics.get("error"):
         out.print(f"  error: {s.metrics['error']}")
     else:
@@ -103,14 +118,24 @@ def train_cmd(
     pretrained: Annotated[
         str, typer.Option("--pretrained", help="auto: use weights found in the local torch cache; yes: require them; no: random init. Never downloads.")
     ] = "auto",
-    width: Annotated[float, typer.Option("--width", help="Channel multiplier where the backend has one (e.g. 0.5 for a quick model).")] = 1.0,
+    width: Annotated[
+        float | None, typer.Option("--width", help="Channel multiplier where the backend has one (e.g. 0.5 for a quick model; default 1, or the --from model's).")
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="A name to address the model by.")] = None,
     eval_every: Annotated[int, typer.Option("--eval-every", help="Also evaluate on the validation split every N epochs (always after the last).")] = 0,
     log_file: Annotated[Path | None, typer.Option("--log", help="Append each epoch's metrics to this file as JSON lines.")] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option("--from", help="Fine-tune: start from this registered model's weights (name or id prefix; same backend, which is then the default)."),
+    ] = None,
+    base_mix: Annotated[
+        float | None,
+        typer.Option("--base-mix", help="Fraction (0-1) of the version's inherited base train images to train on; the project's own are always used (default: all)."),
+    ] = None,
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model on a version's train split, evaluate it on its valid split, export it to ONNX and register it."""
+    """Train a model on a version's train split (or fine-tune one with --from), evaluate it on its valid split, export it to ONNX and register it."""
     from winnow.services.training import train_model
     from winnow.services.versions import parse_ref
 
@@ -141,6 +166,8 @@ def train_cmd(
             eval_every=eval_every,
             progress=progress,
             log=log,
+            init_from=init_from,
+            base_mix=base_mix,
         )
     if as_json:
         _emit_json(summary.as_dict())

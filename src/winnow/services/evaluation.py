@@ -397,7 +397,7 @@ def _model_class_map(store: Any, model_ref: str, project_id: int, workspace: str
     from winnow.services.training import resolve_model
 
     with store.read() as session:
-        return model_class_map(session, resolve_model(session, model_ref, workspace)[0], project_id)
+        return model_class_map(session, resolve_model(session, model_ref, workspace, include_base=True)[0], project_id)
 
 
 def _slice_scores(report: Any) -> dict[tuple[str, str], Any]:

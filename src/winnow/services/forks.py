@@ -293,6 +293,8 @@ def adopt_images(
     wanted = list(dict.fromkeys(_strip(n) for n in names))
     if missing := [n for n in wanted if n not in by_name]:
         raise NotFoundError(f"the base version has no image {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if in_test := [n for n in wanted if by_name[n].split == "test"]:
+        raise InvalidInputError(f"{in_test[0]!r} is in the base's test split, which a fork does not inherit")
     adopted: list[str] = []
     already: list[str] = []
     with store.write() as session:

@@ -60,6 +60,7 @@ class ProjectSummary:
     class_images: dict[str, int] = field(default_factory=dict)
     splits: dict[str, int] = field(default_factory=dict)
     tags: dict[str, int] = field(default_factory=dict)
+    base: str | None = None  # a fork's base, ``workspace/project@vN`` (its images are inherited, not counted here)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -171,7 +172,22 @@ def _summary(session: Session, project: m.Project, workspace: str) -> ProjectSum
         class_images={r[0]: r[2] for r in ann_rows},
         splits=splits,
         tags=tags,
+        base=_base_ref(session, pid),
     )
+
+
+def _base_ref(session: Session, project_id: int) -> str | None:
+    fork = session.get(m.ProjectFork, project_id)
+    if fork is None:
+        return None
+    row = session.execute(
+        select(m.Workspace.name, m.Project.name, m.Version.number)
+        .select_from(m.Project)
+        .join(m.Workspace, m.Workspace.id == m.Project.workspace_id)
+        .join(m.Version, (m.Version.project_id == m.Project.id) & (m.Version.version_id == fork.base_version_id))
+        .where(m.Project.id == fork.base_project_id)
+    ).first()
+    return None if row is None else f"{row[0]}/{row[1]}@v{row[2]}"
 
 
 def delete_project(store: Store, name: str, workspace: str = DEFAULT_WORKSPACE) -> None:

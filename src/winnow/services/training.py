@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
@@ -28,7 +29,14 @@ from sqlalchemy.orm import Session
 
 import winnow
 from winnow.config import DEFAULT_WORKSPACE
-from winnow.core.types import UNLABELED_TAG, ImageRecord, Source, Task
+from winnow.core.types import (
+    ORIGIN_BASE,
+    ORIGIN_KEY,
+    UNLABELED_TAG,
+    ImageRecord,
+    Source,
+    Task,
+)
 from winnow.errors import ConflictError, InvalidInputError, NotFoundError, WinnowError
 from winnow.services.fixes import record_change, snapshot_row
 from winnow.services.projects import get_project, validate_name
@@ -136,8 +144,12 @@ def _models_in_workspace(workspace: str):
     return select(m.Model, m.Project.name).join(m.Project).join(m.Workspace).where(m.Workspace.name == workspace)
 
 
-def resolve_model(session: Session, ref: str, workspace: str = DEFAULT_WORKSPACE) -> tuple[m.Model, str]:
-    """A model of the workspace by name or model-id prefix (4+ hex); ``(row, project name)``."""
+def resolve_model(session: Session, ref: str, workspace: str = DEFAULT_WORKSPACE, *, include_base: bool = False) -> tuple[m.Model, str]:
+    """A model of the workspace by name or model-id prefix (4+ hex); ``(row, project name)``.
+
+    ``include_base``: also the models of the base projects the workspace's forks inherit from
+    (when the workspace has none of that name): for reading only (predict, evaluate, fine-tune
+    from), never for changing one (deploy), so a customer cannot touch its base's models."""
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidInputError("a model is named by its name or its id (a prefix of 4+ hex digits)")
     ref = ref.strip()
@@ -151,7 +163,26 @@ def resolve_model(session: Session, ref: str, workspace: str = DEFAULT_WORKSPACE
             return rows[0][0], rows[0][1]
         if len(rows) > 1:
             raise InvalidInputError(f"model id prefix {ref!r} is ambiguous; give more characters")
+    if include_base and (found := _base_model(session, ref, workspace)) is not None:
+        return found
     raise NotFoundError(f"no model {ref!r} in workspace {workspace!r}; `winnow model list` shows them")
+
+
+def _base_model(session: Session, ref: str, workspace: str) -> tuple[m.Model, str] | None:
+    """A model of a base project the workspace's forks inherit from (readable, never writable,
+    from the customer's workspace): what ``--from MODEL`` and ``compare`` use for the base model."""
+    from winnow.services.forks import visible_base_project_ids
+
+    bases = visible_base_project_ids(session, workspace)
+    if not bases:
+        return None
+    q = select(m.Model, m.Project.name).join(m.Project).where(m.Model.project_id.in_(bases))
+    rows = list(session.execute(q.where(m.Model.name == ref)))
+    if len(rows) != 1 and len(ref) >= 4 and _HEX.issuperset(ref):
+        rows = list(session.execute(q.where(m.Model.model_id.startswith(ref)).limit(2)))
+    if len(rows) > 1:
+        raise InvalidInputError(f"model {ref!r} is ambiguous among the base projects' models; give more of its id")
+    return (rows[0][0], rows[0][1]) if rows else None
 
 
 def list_models(store: Store, project: str | None = None, *, workspace: str = DEFAULT_WORKSPACE) -> list[ModelSummary]:
@@ -267,6 +298,188 @@ def compare_predictions(a: Sequence[Any], b: Sequence[Any], *, box_rtol: float =
     }
 
 
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+@dataclass(frozen=True)
+class InitModel:
+    """A registered model whose weights a training starts from (``train_model(init_from=...)``)."""
+
+    model: str  # its model id
+    name: str
+    project: str
+    backend: str
+    classes: list[str]
+    image_size: int
+    width: float
+    weights: str  # the sha256 of its weights.pt blob
+
+    def check_backend(self, backend: Any) -> None:
+        if backend.name != self.backend:
+            raise InvalidInputError(
+                f"model {self.name!r} ({self.model[:12]}) is a {self.backend!r} model; a fine-tune from it trains "
+                f"{self.backend!r} too, not {backend.name!r} (leave out --model)"
+            )
+        if backend.own_trainer:
+            raise InvalidInputError(f"{backend.name!r} trains with its own trainer from random init; it cannot start from another model")
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "name": self.name, "project": self.project}
+
+
+def resolve_init_model(store: Store, ref: str, *, task: Task, version: str, workspace: str = DEFAULT_WORKSPACE) -> InitModel:
+    """The registered model ``ref`` (:func:`resolve_model`) to fine-tune from: it must be ready, of
+    ``task``, and its weights must be in the store."""
+    with store.read() as session:
+        row, project = resolve_model(session, ref, workspace, include_base=True)
+        init = InitModel(
+            row.model_id, row.name, project, row.backend, list(row.classes), int(row.params.get("image_size") or 0),
+            float(row.params.get("width", 1.0)), ((row.files or {}).get("weights") or {}).get("sha256", ""),
+        )
+        status, model_task = row.status, row.task
+    label = f"model {init.name!r} ({init.model[:12]})"
+    if status != "ready":
+        raise InvalidInputError(f"{label} is {status}, not ready: only a trained model can be fine-tuned from")
+    if model_task != task.value:
+        raise InvalidInputError(f"{label} is a {model_task} model; version {version} is {task.value}")
+    if not init.weights or not store.blobs.exists(init.weights):
+        raise NotFoundError(f"{label}: its weights.pt is missing from the store; run `winnow verify`")
+    return init
+
+
+def class_dependent_tensors(backend: Any, net: Any, num_classes: int, image_size: int, width: float) -> set[str]:
+    """The names of ``net``'s tensors (``backend.build(num_classes, ...)``) that depend on the class
+    list: those a network built for one more class has in another shape (or lacks)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # building the probe must not move the seeded generator
+        probe = backend.build(num_classes + 1, image_size, width=width).state_dict()
+    return {k for k, v in net.state_dict().items() if k not in probe or tuple(probe[k].shape) != tuple(v.shape)}
+
+
+def load_init_weights(
+    net: Any,
+    state: dict[str, Any],
+    *,
+    old_classes: Sequence[str],
+    new_classes: Sequence[str],
+    per_class: set[str],
+    offset: int | None,
+) -> dict[str, Any]:
+    """Load a fine-tune's starting weights ``state`` (a state dict of the same backend, trained on
+    ``old_classes``) into ``net`` (built for ``new_classes``).
+
+    A tensor whose name and shape match is loaded whole, except a class-dependent one (named in
+    ``per_class``) when the class lists differ: its rows are copied per shared class name when it
+    has one row per network label (first dimension ``offset + number of classes``, see
+    :meth:`~winnow.train.base.Backend.class_row_offset`; the ``offset`` leading rows, detection's
+    background, are copied too; a new class's row keeps its random init), else it is skipped.
+    Returns ``{"loaded", "remapped", "skipped", "total", "classes_matched"}``: ``loaded`` counts
+    tensors loaded whole, ``remapped``/``skipped`` name tensors, ``total`` counts ``net``'s.
+    """
+    import torch
+
+    own = net.state_dict()
+    same = list(old_classes) == list(new_classes)
+    shared = [c for c in new_classes if c in old_classes]
+    rows = None
+    if offset is not None and shared:
+        lead = list(range(offset))
+        rows = (
+            torch.as_tensor(lead + [offset + list(old_classes).index(c) for c in shared]),
+            torch.as_tensor(lead + [offset + list(new_classes).index(c) for c in shared]),
+        )
+    take: dict[str, Any] = {}
+    remapped: list[str] = []
+    skipped: list[str] = []
+    for key, target in own.items():
+        src = state.get(key)
+        if src is None:
+            skipped.append(key)
+        elif same or key not in per_class:
+            if tuple(src.shape) == tuple(target.shape):
+                take[key] = src
+            else:
+                skipped.append(key)
+        elif (
+            rows is not None
+            and src.ndim >= 1
+            and src.shape[0] == offset + len(old_classes)
+            and target.shape[0] == offset + len(new_classes)
+            and tuple(src.shape[1:]) == tuple(target.shape[1:])
+        ):
+            value = target.clone()
+            value[rows[1]] = src[rows[0]].to(value.dtype)
+            take[key] = value
+            remapped.append(key)
+        else:
+            skipped.append(key)
+    net.load_state_dict(take, strict=False)
+    skipped += [k for k in state if k not in own]
+    return {
+        "loaded": len(take) - len(remapped),
+        "remapped": remapped,
+        "skipped": skipped,
+        "total": len(own),
+        "classes_matched": shared,
+    }
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """Which of a version's inherited train images (metadata ``origin: base``) a training uses.
+
+    Images are picked by source image: every output the version's recipe makes of one source
+    image (augmented copies, tiles) is used or left out together.
+    """
+
+    base_mix: float  # the fraction of the inherited train images used (1.0 when not given)
+    inherited: frozenset[str]  # names of the inherited train images (manifest names)
+    left_out: frozenset[str]  # those not used
+
+    def apply(self, records: Sequence[ImageRecord], train_idx: Sequence[int]) -> tuple[list[int], dict[str, Any]]:
+        """The train indices of ``records`` (materialized outputs, whose ``metadata["source"]`` is
+        their source image's name) that are used, and the ``mix`` metrics (counts of outputs)."""
+
+        def source(i: int) -> str:
+            return records[i].metadata.get("source", records[i].name)
+
+        own = [i for i in train_idx if source(i) not in self.inherited]
+        base = [i for i in train_idx if source(i) in self.inherited]
+        used = [i for i in base if source(i) not in self.left_out]
+        return sorted(own + used), {
+            "own_train_images": len(own),
+            "base_train_images_available": len(base),
+            "base_train_images_used": len(used),
+            "base_mix": self.base_mix,
+        }
+
+
+def mix_plan(images: Sequence[ImageRecord], base_mix: float | None, seed: int, version: str) -> MixPlan | None:
+    """The :class:`MixPlan` of a version's ``images`` (its manifest records): ``base_mix * n``
+    (rounded half up) of its ``n`` inherited train images, drawn with ``numpy.random.default_rng(seed)`` from
+    their sorted names (``None``: all of them). ``None`` when the version has no inherited image
+    and no ``base_mix`` is given."""
+    import numpy as np
+
+    if base_mix is not None and (isinstance(base_mix, bool) or not isinstance(base_mix, int | float) or not 0.0 <= base_mix <= 1.0):
+        raise InvalidInputError(f"base mix is the fraction of the inherited base images to train on, in [0, 1]; got {base_mix!r}")
+    if base_mix is None and not any(r.metadata.get(ORIGIN_KEY) == ORIGIN_BASE for r in images):
+        return None
+    inherited = sorted(r.name for r in images if r.split == "train" and r.metadata.get(ORIGIN_KEY) == ORIGIN_BASE)
+    fraction = 1.0 if base_mix is None else float(base_mix)
+    keep = math.floor(fraction * len(inherited) + 0.5)
+    chosen = np.random.default_rng(seed).choice(len(inherited), size=keep, replace=False) if keep < len(inherited) else range(len(inherited))
+    kept = {inherited[int(i)] for i in chosen}
+    own = sum(1 for r in images if r.split == "train" and r.metadata.get(ORIGIN_KEY) != ORIGIN_BASE)
+    if own == 0 and not kept:
+        raise InvalidInputError(
+            f"base mix {base_mix} leaves nothing to train on: the {len(inherited)} train images of version {version} "
+            "are all inherited from the base; raise --base-mix"
+        )
+    return MixPlan(fraction, frozenset(inherited), frozenset(inherited) - kept)
+
+
 def train_model(
     store: Store,
     project: str,
@@ -282,13 +495,15 @@ def train_model(
     weight_decay: float = 1e-4,
     seed: int = 0,
     pretrained: str | bool = "auto",
-    width: float = 1.0,
+    width: float | None = None,
     name: str | None = None,
     eval_every: int = 0,
     progress: ProgressFn | None = None,
     log: Callable[[dict[str, Any]], None] | None = None,
     stop: Callable[[dict[str, Any]], bool] | None = None,
     user: str | None = None,
+    init_from: str | None = None,
+    base_mix: float | None = None,
 ) -> ModelSummary:
     """Train ``model`` (the task's default backend when ``None``) on version ``ref`` of
     ``project`` and register it.
@@ -298,26 +513,55 @@ def train_model(
     classification, after the last epoch and every ``eval_every`` epochs. ``log`` receives each
     epoch's entry (JSON-able); ``stop(entry)`` may end training early. ``pretrained``: ``auto``
     uses the backend's checkpoint when it is in the local torch cache, ``yes`` requires it,
-    ``no`` never uses it; nothing is ever downloaded. The same version, backend and
-    hyper-parameters give the same model id; training it again returns the registered model.
+    ``no`` never uses it; nothing is ever downloaded. ``width``: 1 (the init model's with
+    ``init_from``). The same version, backend and hyper-parameters give the same model id;
+    training it again returns the registered model.
+
+    Fine-tuning (a customer's model from its base's): ``init_from`` (a registered model's name or
+    id prefix, ready, of the same backend and task) gives the starting weights instead of random
+    init or a pretrained checkpoint (:func:`load_init_weights`; the backend, width and image size
+    default to that model's); ``base_mix`` (in ``[0, 1]``) is the fraction of the version's
+    inherited train images (metadata ``origin: base``) to train on, drawn with ``seed``; the
+    project's own train images are always used. Either one, when given, enters the model id.
     """
     from winnow.services.versions import load_version
-    from winnow.train.base import DEFAULT_BACKEND, get_backend
+    from winnow.train.base import DEFAULT_BACKEND, PRETRAINED_CHOICES, get_backend
 
     loaded = load_version(store, project, ref, workspace=workspace)
     task = Task(loaded.manifest.task)
-    backend = get_backend(model or DEFAULT_BACKEND[task])
+    where = f"{loaded.project}@{loaded.version_id[:12]}"
+    init = resolve_init_model(store, init_from, task=task, version=where, workspace=workspace) if init_from is not None else None
+    backend = get_backend(model or (init.backend if init else DEFAULT_BACKEND[task]))
     if backend.task is not task:
         raise InvalidInputError(
             f"model {backend.name!r} is a {backend.task.value} model; version {loaded.version_id[:12]} of {loaded.project!r} is {task.value}"
         )
+    if init is not None:
+        init.check_backend(backend)
+        if width is not None and float(width) != init.width:
+            raise InvalidInputError(
+                f"model {init.name!r} has width {init.width}; its weights fit only a network of that width (leave out --width)"
+            )
+    if width is None:
+        width = init.width if init else 1.0
     classes = list(loaded.manifest.classes)
     if not classes:
         raise InvalidInputError(f"version {loaded.version_id[:12]} has no classes to learn")
-    image_size = int(image_size or backend.default_image_size)
+    image_size = int(image_size or (init.image_size if init else backend.default_image_size))
     backend.check_options(image_size, width)
-    _split_plan(loaded.manifest.images, f"{loaded.project}@{loaded.version_id[:12]}")
-    found = backend.resolve_pretrained(pretrained, width)
+    _split_plan(loaded.manifest.images, where)
+    mix = mix_plan(loaded.manifest.images, base_mix, seed, where)
+    if mix is not None and base_mix is not None and backend.own_trainer:
+        raise InvalidInputError(
+            f"{backend.name!r} trains on an export of the whole version with its own trainer; it cannot take --base-mix"
+        )
+    requested = pretrained if isinstance(pretrained, str) else ("yes" if pretrained else "no")
+    if init is not None:  # the init model's weights win over any pretrained checkpoint
+        if requested not in PRETRAINED_CHOICES:
+            raise InvalidInputError(f"pretrained must be one of {', '.join(PRETRAINED_CHOICES)}, got {requested!r}")
+        found = None
+    else:
+        found = backend.resolve_pretrained(pretrained, width)
 
     from winnow.train.loop import FitConfig
 
@@ -333,10 +577,13 @@ def train_model(
     params = config.as_dict() | {
         "image_size": image_size,
         "width": width,
-        "pretrained": {"requested": pretrained if isinstance(pretrained, str) else ("yes" if pretrained else "no"),
-                       "file": found[0].file if found else None},
+        "pretrained": {"requested": requested, "file": found[0].file if found else None},
         "eval_every": eval_every,
     }
+    if init is not None:  # only when given: the ids of plain trainings do not change
+        params["init_from"] = init.model
+    if base_mix is not None:
+        params["base_mix"] = float(base_mix)
     model_id = model_id_for(loaded.version_id, backend.name, params)
 
     with store.write() as session:
@@ -370,8 +617,11 @@ def train_model(
     work = store.tmp / f"train-{model_id[:16]}-{row_id}"
     try:
         metrics, files = _train(
-            store, workspace, loaded, backend, config, found, classes, image_size, width, eval_every, work, progress, log, stop
+            store, workspace, loaded, backend, config, found, classes, image_size, width, eval_every, work, progress, log, stop,
+            init=init, mix=mix,
         )
+        if init is not None:  # what was asked of --pretrained, not used: the init model's weights win
+            metrics["init"]["pretrained_requested"] = requested
     except BaseException as exc:
         with store.write() as session:
             failed = session.get(m.Model, row_id)
@@ -409,8 +659,12 @@ def _train(
     progress: ProgressFn | None,
     log: Callable[[dict[str, Any]], None] | None,
     stop: Callable[[dict[str, Any]], bool] | None,
+    *,
+    init: InitModel | None = None,
+    mix: MixPlan | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Build, fit, evaluate, save and export; return ``(metrics, files)``."""
+    """Build (from ``init``'s weights when given), fit (on the train images ``mix`` keeps),
+    evaluate, save and export; return ``(metrics, files)``."""
     import torch
 
     from winnow.train import onnx_io
@@ -421,12 +675,22 @@ def _train(
     task = backend.task
     data = VersionDataset(store, loaded.project, loaded.version_id, split=None, workspace=workspace)
     train_idx, valid_idx, valid_split = _split_plan(data.records, f"{loaded.project}@{loaded.version_id[:12]}")
+    mix_info = None
+    if mix is not None:
+        train_idx, mix_info = mix.apply(data.records, train_idx)
     valid_records = [data.records[i] for i in valid_idx]
     valid_images = [decode_record(r) for r in valid_records]
 
     torch.manual_seed(config.seed)
     net = backend.build(len(classes), image_size, width=width)
     pretrained_info = backend.load_pretrained(net, *found) if found else None
+    init_info = None
+    if init is not None:
+        state = torch.load(store.blobs.path(init.weights), map_location="cpu", weights_only=True)
+        per_class = class_dependent_tensors(backend, net, len(classes), image_size, width) if init.classes != classes else set()
+        init_info = init.describe() | load_init_weights(
+            net, state, old_classes=init.classes, new_classes=classes, per_class=per_class, offset=backend.class_row_offset()
+        )
 
     def evaluate(epoch: int) -> dict[str, Any]:
         if not valid_records:
@@ -488,6 +752,8 @@ def _train(
         "valid_images": len(valid_idx),
         "epochs_run": len(entries),
         "pretrained": pretrained_info,
+        **({"init": init_info} if init_info is not None else {}),
+        **({"mix": mix_info} if mix_info is not None else {}),
         "valid": final,
         "epochs": entries,
     }
@@ -527,7 +793,7 @@ def load_model(store: Store, ref: str, *, engine: str = "auto", workspace: str =
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     with store.read() as session:
-        row, project = resolve_model(session, ref, workspace)
+        row, project = resolve_model(session, ref, workspace, include_base=True)
         if row.status != "ready":
             raise InvalidInputError(f"model {row.name!r} ({row.model_id[:12]}) is {row.status}, not ready to predict")
         facts = (row.model_id, row.name, Task(row.task), list(row.classes), dict(row.params), dict(row.files), row.backend)

@@ -256,6 +256,16 @@ class Backend(ABC):
             target = getattr(target, attr)
         return load_matching(target, path, source.strip) | {"part": source.part or "model"}
 
+    def class_row_offset(self) -> int | None:
+        """How the rows of a class-dependent tensor are laid out, for a fine-tune to another class
+        list (``services.training``): a tensor whose first dimension is ``offset + num_classes``
+        holds one row per network label, dataset class ``i`` at row ``offset + i`` (``0`` for a
+        classifier's last layer, ``1`` after detection's background row). ``None``: no such rows
+        (class-dependent tensors are then re-initialised). A backend with another layout overrides it."""
+        if self.own_trainer:
+            return None
+        return 0 if self.task is Task.CLASSIFY else 1
+
     def check_options(self, image_size: int, width: float) -> None:
         if not isinstance(image_size, int) or image_size < 32 or image_size % self.size_multiple:
             raise InvalidInputError(

@@ -5,8 +5,10 @@ from winnow.api.routes import (
     checks,
     deploy,
     evaluations,
+    forks,
     images,
     jobs,
+    merge_requests,
     models,
     projects,
     queue,
@@ -26,4 +28,6 @@ ROUTERS = [
     deploy.router,
     selection.router,
     queue.router,
+    merge_requests.router,
+    forks.router,
 ]

@@ -4,7 +4,9 @@
 known, torch is installed), then answers ``202`` with a job (``GET /jobs/{id}`` follows it; its
 ``result`` is the registered model). At most ``WINNOW_MAX_TRAINING_JOBS`` (default 1) train at a
 time; the others wait ``queued``. Training the same version with the same parameters again gives
-the registered model (its id is the hash of version, backend and parameters).
+the registered model (its id is the hash of version, backend and parameters). ``init_from``
+fine-tunes from another registered model's weights, ``base_mix`` picks the share of a customer
+version's inherited base images (see ``services.training.train_model``).
 
 ``{ref}`` is a model name or a prefix (4+ hex) of its id. Models are named per workspace, but a
 model is only found under its own project: another project's model is 404, like a model of
@@ -45,9 +47,15 @@ class TrainIn(BaseModel):
     weight_decay: float = Field(default=1e-4, ge=0, le=1)
     seed: int = Field(default=0, ge=0, lt=2**31)
     pretrained: Literal["auto", "yes", "no"] = "auto"
-    width: float = Field(default=1.0, gt=0, le=4)
+    width: float | None = Field(default=None, gt=0, le=4, description="channel multiplier; default 1, or the init_from model's")
     name: str | None = Field(default=None, min_length=1, max_length=100)
     eval_every: int = Field(default=0, ge=0, le=1000)
+    init_from: str | None = Field(
+        default=None, min_length=1, max_length=100, description="fine-tune: start from this registered model (name or id prefix)"
+    )
+    base_mix: float | None = Field(
+        default=None, ge=0, le=1, description="fraction of the version's inherited base train images to train on (default: all)"
+    )
 
 
 @router.get("/projects/{project}/models")
@@ -74,6 +82,12 @@ def _check_training(ctx: Context, project: str, body: TrainIn) -> str:
     if importlib.util.find_spec("torch") is None:
         raise InvalidInputError("this server cannot train: install winnow with the `train` extra (torch)")
     version = show_version(ctx.store, project, body.version, workspace=ctx.workspace)
+    if body.init_from is not None:
+        from winnow.core.types import Task
+
+        init = svc.resolve_init_model(ctx.store, body.init_from, task=Task(version.task), version=version.ref, workspace=ctx.workspace)
+        if body.model is not None and body.model != init.backend:
+            raise InvalidInputError(f"model {init.name!r} is a {init.backend!r} model; a fine-tune from it trains {init.backend!r} too")
     if body.model is not None:
         from winnow.train.base import get_backend
 
@@ -103,6 +117,7 @@ async def train(project: str, body: TrainIn, response: Response, ctx: Context = 
             image_size=body.image_size, batch_size=body.batch_size, lr=body.lr, optimizer=body.optimizer,
             weight_decay=body.weight_decay, seed=body.seed, pretrained=body.pretrained, width=body.width, name=body.name,
             eval_every=body.eval_every, progress=job.report, log=lambda entry: job.append_log(json_safe(entry)), user=ctx.user,
+            init_from=body.init_from, base_mix=body.base_mix,
         )
         return json_safe(summary.as_dict())
 
