@@ -7,14 +7,13 @@ are JSON, ``{"error": "...", "type": "..."}``, with the status the error's class
 
 from __future__ import annotations
 
-import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from winnow import __version__, errors
 from winnow.api.deps import Unauthenticated
@@ -106,19 +105,8 @@ def create_app(store: Store | None = None, *, limits: Limits | None = None, repo
         app.mount("/reports", StaticFiles(directory=reports, html=False), name="reports")
         pages = sorted(p.relative_to(reports).as_posix() for p in reports.glob("*.html"))
 
-    @app.get("/", include_in_schema=False)
-    def landing() -> HTMLResponse:
-        """Where a browser lands: the API's docs and the served reports."""
-        items = "".join(f"<li><a href='/reports/{html.escape(p)}'>{html.escape(p)}</a></li>" for p in pages)
-        body = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>winnow</title>"
-            "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:48em}</style></head><body>"
-            f"<h1>winnow {html.escape(__version__)}</h1><p>The HTTP API: <a href='/docs'>interactive docs</a>, "
-            "<a href='/openapi.json'>OpenAPI</a>. Every call under <code>/api/v1</code> needs a key "
-            "(<code>winnow key create</code>).</p>"
-            + (f"<h2>Reports</h2><ul>{items}</ul>" if items else "")
-            + "<p>The web app (image grid, labeling, review) comes with the web issue.</p></body></html>"
-        )
-        return HTMLResponse(body, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+    from winnow.web import mount
+
+    mount(app, reports=pages)  # the web app at / (reports listed in it), its script and styles under /app/
 
     return app
