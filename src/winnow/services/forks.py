@@ -495,6 +495,41 @@ def rebase(
     return report
 
 
+def may_fork_into(store: Store, workspace: str, owner_workspace_id: int) -> bool:
+    """Whether a team (``owner_workspace_id``) may put a fork in ``workspace``: a new workspace,
+    its own, or one already holding a fork of one of its projects (a customer of that team). Any
+    other workspace is someone else's tenant."""
+    with store.read() as session:
+        ws = session.scalar(select(m.Workspace).where(m.Workspace.name == workspace))
+        if ws is None or ws.id == owner_workspace_id:
+            return True
+        ours = (
+            select(m.ProjectFork.project_id)
+            .join(m.Project, m.Project.id == m.ProjectFork.base_project_id)
+            .where(m.Project.workspace_id == owner_workspace_id)
+        )
+        held = session.scalar(select(m.Project.id).where(m.Project.workspace_id == ws.id, m.Project.id.in_(ours)).limit(1))
+        return held is not None
+
+
+def customer_of(store: Store, base_project_id: int, workspace: str, customer: str) -> str | None:
+    """The stored name of ``workspace``'s project ``customer`` when it is a fork of the base
+    ``base_project_id``; ``None`` otherwise (missing, or a fork of something else)."""
+    with store.read() as session:
+        try:
+            proj = get_project(session, customer, workspace)
+        except NotFoundError:
+            return None
+        fork = fork_row(session, proj.id)
+        return proj.name if fork is not None and fork.base_project_id == base_project_id else None
+
+
+def adopted_names(store: Store, project_id: int, names: list[str]) -> set[str]:
+    """Which of the inherited ``names`` (``base/...``) the project has adopted (own rows)."""
+    with store.read() as session:
+        return set(session.scalars(select(m.Image.name).where(m.Image.project_id == project_id, m.Image.name.in_(names))))
+
+
 def model_class_map(session: Session, model: m.Model, project_id: int) -> dict[str, Any] | None:
     """How a model's class names read in ``project_id``: the fork's class map when the model is
     its base's (a base model evaluated on a customer's test set), else ``None`` (no mapping)."""

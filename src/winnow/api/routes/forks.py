@@ -22,7 +22,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from winnow.api.deps import Context, Label, Manage, Read
 from winnow.api.encode import json_safe
@@ -31,7 +30,7 @@ from winnow.api.routes.images import _SERVED
 from winnow.errors import ConflictError, NotFoundError
 from winnow.services import forks as svc
 from winnow.services import schema
-from winnow.services.projects import get_project, show_project, validate_name
+from winnow.services.projects import show_project, validate_name
 from winnow.services.training import list_models
 from winnow.services.versions import show_version
 from winnow.store import models as m
@@ -111,19 +110,7 @@ ClassOp = Annotated[AddClass | RenameClass | MergeClasses | SplitClass | DropCla
 
 
 def _check_target(ctx: Context, workspace: str) -> None:
-    """A fork may go into a new workspace, the caller's, or one already holding a fork of one of
-    the caller's projects (a customer of this team); any other workspace is someone else's."""
-    with ctx.store.read() as session:
-        ws = session.scalar(select(m.Workspace).where(m.Workspace.name == workspace))
-        if ws is None or ws.id == ctx.principal.workspace_id:
-            return
-        ours = (
-            select(m.ProjectFork.project_id)
-            .join(m.Project, m.Project.id == m.ProjectFork.base_project_id)
-            .where(m.Project.workspace_id == ctx.principal.workspace_id)
-        )
-        held = session.scalar(select(m.Project.id).where(m.Project.workspace_id == ws.id, m.Project.id.in_(ours)).limit(1))
-    if held is None:
+    if not svc.may_fork_into(ctx.store, workspace, ctx.principal.workspace_id):
         raise ConflictError(
             f"workspace {workspace!r} is taken and holds no fork of this workspace's projects; "
             "fork into a new workspace (or one of your customers')"
@@ -155,15 +142,9 @@ def show_customer(project: str, workspace: str, customer: str, ctx: Context = Re
     for anything else, with the same answer whether or not it exists."""
     base_id, base = ctx.project(project)
     missing = NotFoundError(f"project {base!r} has no fork {customer!r} in workspace {workspace!r}")
-    with ctx.store.read() as session:
-        try:
-            proj = get_project(session, customer, workspace)
-        except NotFoundError:
-            raise missing from None
-        fork = svc.fork_row(session, proj.id)
-        if fork is None or fork.base_project_id != base_id:
-            raise missing
-        name = proj.name
+    name = svc.customer_of(ctx.store, base_id, workspace, customer)
+    if name is None:
+        raise missing
     return {
         "project": show_project(ctx.store, name, workspace).as_dict(),
         "fork": svc.show_fork(ctx.store, name, workspace=workspace).as_dict(),
@@ -233,10 +214,7 @@ def list_base_images(project: str, ctx: Context = Read, page: Page = Depends()) 
     records = sorted(_inherited(ctx, project).records, key=lambda r: r.name)
     part = records[page.offset : page.offset + page.limit]
     project_id = ctx.project(project)[0]
-    with ctx.store.read() as session:
-        adopted = set(
-            session.scalars(select(m.Image.name).where(m.Image.project_id == project_id, m.Image.name.in_([r.name for r in part])))
-        )
+    adopted = svc.adopted_names(ctx.store, project_id, [r.name for r in part])
     images = []
     for rec in part:
         labels: dict[str, int] = {}
