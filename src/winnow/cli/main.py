@@ -18,6 +18,7 @@ from rich.table import Table
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, err, out
 from winnow.cli.deploy import capture_cmd, deploy_cmd
 from winnow.cli.evaluate import compare_cmd, eval_cmd
+from winnow.cli.forks import class_app, register_project_commands
 from winnow.cli.merge_requests import mr_app, propose_cmd
 from winnow.cli.queue import queue_app
 from winnow.cli.run import run_cmd, runs_app
@@ -36,6 +37,8 @@ app = typer.Typer(
 )
 project_app = typer.Typer(help="Create, list and inspect projects.", no_args_is_help=True)
 app.add_typer(project_app, name="project")
+register_project_commands(project_app)
+app.add_typer(class_app, name="class")
 app.add_typer(version_app, name="version")
 app.command("eval")(eval_cmd)
 app.command("compare")(compare_cmd)

@@ -26,14 +26,21 @@ How the layers meet:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from winnow.config import DEFAULT_WORKSPACE
-from winnow.core.types import ORIGIN_BASE, ORIGIN_KEY, Annotation, ImageRecord, Task
+from winnow.core.types import (
+    ORIGIN_BASE,
+    ORIGIN_KEY,
+    Annotation,
+    ImageRecord,
+    Source,
+    Task,
+)
 from winnow.errors import ConflictError, InvalidInputError, NotFoundError
 from winnow.services.projects import create_project, get_project
 from winnow.store import models as m
@@ -51,6 +58,13 @@ def image_revision(annotations: list[Annotation]) -> str:
     """What an image's labels say, as one hash (independent of ids and order)."""
     revs = sorted(annotation_revision(a) for a in annotations)
     return hashlib.sha256("\n".join(revs).encode()).hexdigest()[:32]
+
+
+def _said(annotations: list[Annotation]) -> str:
+    """What an image's labels say (classes, geometry, flags, attributes), not who made them: the
+    ``source`` and a model's ``score`` are left out, so a reviewer saving a label unchanged, or
+    the same correction made with another tool, is no change to a rebase."""
+    return image_revision([replace(a, source=Source.HUMAN, score=None) for a in annotations])
 
 
 def inherited_name(base_name: str) -> str:
@@ -446,10 +460,11 @@ def rebase(
         # compared in the customer's class names, so renames on either side are no change
         before = map_annotations(old_map, old_by_name[base_name].annotations) if base_name in old_by_name else []
         after = map_annotations(class_map, upstream.annotations)
-        if image_revision(after) in (image_revision(before), image_revision(mine.annotations)):
+        said_before, said_after, said_mine = _said(before), _said(after), _said(mine.annotations)
+        if said_after in (said_before, said_mine):
             continue  # the base did not change it, or both made the same change
         new_rev, theirs_rev = image_revision(upstream.annotations), image_revision(after)
-        if image_revision(mine.annotations) == image_revision(before):  # only the base changed it
+        if said_mine == said_before:  # only the base changed it
             followed.append(mine.name)
             plan.append((image_id, after, new_rev, theirs_rev))
             continue
@@ -477,7 +492,12 @@ def rebase(
         fork = fork_row(session, proj.id)
         if fork is None or fork.base_version_id != old_facts[2]:
             raise ConflictError(f"project {proj.name!r} was rebased meanwhile; run the rebase again")
-        ops: list[dict[str, Any]] = []
+        # first, so that undo (which replays in reverse) puts the fork back on its old version last
+        ops: list[dict[str, Any]] = [{
+            "op": "update_fork", "project_id": proj.id,
+            "before": {"base_version_id": fork.base_version_id, "class_map": dict(fork.class_map),
+                       "rebased_at": fork.rebased_at.isoformat() if fork.rebased_at else None},
+        }]
         cache: dict[str, int] = {}
         for image_id, labels, base_rev, own_rev in plan:
             if labels is not None:
@@ -487,8 +507,9 @@ def rebase(
         fork.base_version_id = new_facts[2]
         fork.class_map = class_map
         fork.rebased_at = m.utcnow()
-        if ops:
-            record_change(session, proj.id, "rebase", f"rebase onto {old_facts[0]}@v{numbers[1]}: base labels on adopted images", ops, user)
+        record_change(
+            session, proj.id, "rebase", f"rebase onto {old_facts[0]}@v{numbers[1]} ({sum(p[1] is not None for p in plan)} adopted images relabelled)", ops, user
+        )
         history = list(get_setting(session, proj.id, REBASES_SETTING) or [])
         history.append({"at": m.utcnow().isoformat(timespec="seconds") + "Z", "by": user} | report.as_dict())
         set_setting(session, proj.id, REBASES_SETTING, history[-_KEPT_REBASES:], user)

@@ -344,6 +344,8 @@ def split_class(
         fork = _fork(session, proj.id)
         if fork is not None and by is None and any(source in _targets(v) for v in fork.class_map.values()):
             raise InvalidInputError(f"{source!r} has inherited annotations: split them by an attribute (--by KEY)")
+        if fork is not None and any(isinstance(v, dict) and source in _targets(v) for v in fork.class_map.values()):
+            raise InvalidInputError(f"{source!r} is itself one side of a split of inherited annotations; splitting it again is not supported")
         changed = 0
         row = _own_class(session, proj.id, source)
         if row is not None:
