@@ -10,6 +10,10 @@ it always was (same images, same bytes, same labels). :func:`generate_production
 "production" pool the demo sends through the inference API: richer in the edge case, with the
 camera, site and time a real camera would send, and its ground truth kept apart as a COCO file
 (the labeling team's answers).
+
+The customer domains of the fleet benchmark (``bench/customers.py``) - ``background`` and
+``texture`` (the scene behind the shapes), ``brightness`` and ``contrast`` (the lighting),
+``object_scale`` (how large the shapes are) - are off by default too, with the same promise.
 """
 
 from __future__ import annotations
@@ -29,6 +33,38 @@ SHAPES = ("circle", "square", "triangle")
 _COLOURS = {"circle": (220, 60, 60), "square": (60, 160, 220), "triangle": (240, 200, 40)}
 #: The factor range a dark (under-exposed) image's pixel values are multiplied by.
 DARK_SCALE = (0.2, 0.35)
+#: The range each channel of an image's background colour is drawn from (the default look).
+BACKGROUND = (30, 120)
+#: Background textures on top of the default noise: ``noise`` (none more), ``stripes``, ``checker``.
+TEXTURES = ("noise", "stripes", "checker")
+
+
+def _factor(value: float | tuple[float, float], rng: np.random.Generator) -> float:
+    """``value``, or a uniform draw in ``value = (lo, hi)``."""
+    if isinstance(value, tuple | list):
+        lo, hi = value
+        return float(rng.uniform(lo, hi))
+    return float(value)
+
+
+def _check_factor(name: str, value: float | tuple[float, float]) -> None:
+    parts = list(value) if isinstance(value, tuple | list) else [value]
+    if len(parts) not in (1, 2) or not all(isinstance(v, int | float) and 0 < v < 100 for v in parts) or parts != sorted(parts):
+        raise ValueError(f"{name} must be a positive factor or a (low, high) range of them, got {value!r}")
+
+
+def _texture(kind: str, w: int, h: int, rng: np.random.Generator) -> np.ndarray:
+    """``(h, w, 1)`` values added to the background: stripes or a checkerboard of random period
+    (6-14 pixels) and amplitude (40-70), at a random phase."""
+    period = int(rng.integers(6, 15))
+    amplitude = int(rng.integers(40, 71))
+    y, x = np.mgrid[0:h, 0:w]
+    phase = int(rng.integers(0, period))
+    if kind == "stripes":
+        on = ((x + y + phase) // period) % 2
+    else:
+        on = (((x + phase) // period) + ((y + phase) // period)) % 2
+    return (on * amplitude)[:, :, None]
 
 
 def _shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[float]:
@@ -55,6 +91,11 @@ def generate(
     dark: Sequence[int] | None = None,
     class_weights: Sequence[float] | None = None,
     prefix: str = "img",
+    background: tuple[int, int] = BACKGROUND,
+    texture: str = "noise",
+    brightness: float | tuple[float, float] = 1.0,
+    contrast: float | tuple[float, float] = 1.0,
+    object_scale: tuple[float, float] | None = None,
 ) -> Dataset:
     """Write ``n_images`` images under ``root/images`` and return their labelled dataset.
 
@@ -68,9 +109,29 @@ def generate(
     ``dark_scale`` after the shapes are drawn (labels unchanged); their names are listed in
     ``dataset.info["dark"]``. ``class_weights`` (one per class of :data:`SHAPES`, any positive
     scale) makes some classes rarer. Files are named ``{prefix}_{i:05d}.{image_format}``.
+
+    A customer's domain (all off by default, with the same promise): ``background`` is the range
+    ``(low, high)`` (pixel values, 0-255) each channel of an image's background colour is drawn
+    from; ``texture`` adds ``stripes`` or a ``checker`` pattern to it; ``brightness`` multiplies
+    every pixel value and ``contrast`` scales each value's distance to the image's mean (a factor,
+    or a ``(low, high)`` range drawn per image), applied after the shapes are drawn (labels
+    unchanged; before the ``dark`` scaling); ``object_scale`` is the range ``(low, high)`` of the
+    shapes' radius in pixels (default ``(6, min(width, height) / 4)``). The domain's draws come
+    from their own stream, so the shapes and their places are the default output's as long as
+    ``object_scale`` is not given.
     """
     if not 0.0 <= dark_fraction <= 1.0:
         raise ValueError(f"dark_fraction must be in [0, 1], got {dark_fraction!r}")
+    if len(background) != 2 or not 0 <= background[0] < background[1] <= 256:
+        raise ValueError(f"background must be a (low, high) range of pixel values with 0 <= low < high <= 256, got {background!r}")
+    if texture not in TEXTURES:
+        raise ValueError(f"texture must be one of {', '.join(TEXTURES)}, got {texture!r}")
+    _check_factor("brightness", brightness)
+    _check_factor("contrast", contrast)
+    if object_scale is not None and not (len(object_scale) == 2 and 0 < object_scale[0] <= object_scale[1] < min(size) / 2 - 1):
+        raise ValueError(f"object_scale must be a (low, high) radius range in pixels that fits the image, got {object_scale!r}")
+    relit = brightness != 1.0 or contrast != 1.0
+    domain = np.random.default_rng([seed, 3])  # the customer domain's own stream
     weights = None
     if class_weights is not None:
         weights = np.asarray(class_weights, dtype=np.float64)
@@ -88,8 +149,10 @@ def generate(
     w, h = size
     records: list[ImageRecord] = []
     for i in range(n_images):
-        base = rng.integers(30, 120, size=3)
+        base = rng.integers(background[0], background[1], size=3)
         noise = rng.integers(0, 40, size=(h, w, 1))
+        if texture != "noise":
+            noise = noise + _texture(texture, w, h, domain)
         pixels = np.clip(base[None, None, :] + noise, 0, 255).astype(np.uint8)
         im = Image.fromarray(pixels, "RGB")
         draw = ImageDraw.Draw(im)
@@ -97,7 +160,7 @@ def generate(
         anns: list[Annotation] = []
         for _ in range(count):
             shape = SHAPES[int(rng.integers(0, len(SHAPES)))] if weights is None else SHAPES[int(rng.choice(len(SHAPES), p=weights))]
-            r = float(rng.uniform(6, min(w, h) / 4))
+            r = float(rng.uniform(6, min(w, h) / 4)) if object_scale is None else float(rng.uniform(*object_scale))
             cx = float(rng.uniform(r + 1, w - r - 1))
             cy = float(rng.uniform(r + 1, h - r - 1))
             poly = _shape_polygon(shape, cx, cy, r)
@@ -111,6 +174,10 @@ def generate(
             else:
                 anns.append(Annotation(label=shape, bbox=box))
         name = f"images/{prefix}_{i:05d}.{image_format}"
+        if relit:
+            values = np.asarray(im, dtype=np.float32)
+            values = (values - values.mean()) * _factor(contrast, domain) + values.mean()
+            im = Image.fromarray(np.clip(np.round(values * _factor(brightness, domain)), 0, 255).astype(np.uint8), "RGB")
         if i in darkened:
             factor = float(extra.uniform(*dark_scale))
             im = Image.fromarray(np.round(np.asarray(im, dtype=np.float32) * factor).astype(np.uint8), "RGB")

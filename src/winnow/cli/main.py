@@ -18,6 +18,7 @@ from rich.table import Table
 from winnow.cli._common import JsonOpt, WorkspaceOpt, _emit_json, _errors, _progress, _store, err, out
 from winnow.cli.deploy import capture_cmd, deploy_cmd
 from winnow.cli.evaluate import compare_cmd, eval_cmd
+from winnow.cli.fleet import fleet_cmd
 from winnow.cli.forks import class_app, register_project_commands
 from winnow.cli.merge_requests import mr_app, propose_cmd
 from winnow.cli.queue import queue_app
@@ -55,6 +56,7 @@ app.command("run")(run_cmd)
 app.add_typer(runs_app, name="runs")
 app.command("propose")(propose_cmd)
 app.add_typer(mr_app, name="mr")
+app.command("fleet")(fleet_cmd)
 
 
 # ----------------------------------------------------------------------------------- projects

@@ -5,6 +5,7 @@ from winnow.api.routes import (
     checks,
     deploy,
     evaluations,
+    fleet,
     forks,
     images,
     jobs,
@@ -30,4 +31,5 @@ ROUTERS = [
     queue.router,
     merge_requests.router,
     forks.router,
+    fleet.router,
 ]
