@@ -53,12 +53,22 @@ BEGIN, END = "<!-- bench:customers:begin -->", "<!-- bench:customers:end -->"
 HEADING = "## Customer models (`bench/customers.py`, issue 8)"
 AUGMENT = "outputs=1,flip=h,rotate=10,brightness=0.2,contrast=0.2,blur=1"  # the demo's (services/demo.py)
 BASE_SPLIT = "train=0.75,valid=0.1,test=0.15"
-#: Each customer's domain: keyword options of :func:`winnow.synthetic.generate`.
-CUSTOMERS = {
-    "stripes": {"background": (140, 220), "texture": "stripes"},
-    "washed-out": {"brightness": (1.5, 1.8), "contrast": (0.35, 0.5)},
-    "far-camera": {"object_scale": (3.0, 6.0)},
+#: Each customer's domain (keyword options of :func:`winnow.synthetic.generate`), by ``--shift``.
+#: ``mild``: shifts the base model already handles (0.94-0.97 mAP50 on two of them); ``strong``:
+#: a night camera (the demo's dark edge case) and cluttered backgrounds in the shapes' colour range.
+SHIFTS = {
+    "mild": {
+        "stripes": {"background": (140, 220), "texture": "stripes"},
+        "washed-out": {"brightness": (1.5, 1.8), "contrast": (0.35, 0.5)},
+        "far-camera": {"object_scale": (3.0, 6.0)},
+    },
+    "strong": {
+        "cluttered": {"background": (40, 230), "texture": "checker"},
+        "night": {"brightness": (0.2, 0.35)},
+        "far-camera": {"object_scale": (3.0, 6.0)},
+    },
 }
+CUSTOMERS = dict(SHIFTS["mild"])
 GOAL_SHARE = 0.10
 
 
@@ -275,6 +285,7 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--shift", choices=sorted(SHIFTS), default="mild", help="how far the customers' domains are from the base's")
     parser.add_argument("--quick", action="store_true", help="a tiny run (60 base images, 64 px, width 0.25) to check the script")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "customers")
     parser.add_argument("--docs", type=Path, default=None, help="write the results into this markdown file")
@@ -282,6 +293,8 @@ def main() -> None:
     if args.quick:
         args.base_images, args.own, args.test, args.epochs, args.ft_epochs, args.retry_epochs = 60, 6, 10, 2, 1, 2
         args.image_size, args.width, args.batch_size = 64, 0.25, 4
+    CUSTOMERS.clear()
+    CUSTOMERS.update(SHIFTS[args.shift])
     if args.threads:
         os.environ["WINNOW_THREADS"] = str(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -292,7 +305,9 @@ def main() -> None:
     (args.out / "customers.json").write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     (args.out / "customers.md").write_text(block + "\n", encoding="utf-8")
     if args.docs:
-        write_block(args.docs, BEGIN, END, block, heading=HEADING)
+        begin, end = (BEGIN, END) if args.shift == "mild" else (BEGIN.replace("customers", f"customers-{args.shift}"),
+                                                                 END.replace("customers", f"customers-{args.shift}"))
+        write_block(args.docs, begin, end, block, heading=HEADING if args.shift == "mild" else f"### {args.shift} shift")
         print(f"wrote {args.docs}")
 
 

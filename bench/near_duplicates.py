@@ -66,6 +66,7 @@ W, H = 256, 192  # the default picture size (--size)
 TRANSFORMS = ("resize50", "jpeg60", "crop5", "bright20")
 DATA_VERSION = 1
 FORMAT = "jpeg"  # the files' format (--format)
+COPY_EVERY = 2  # 1 in COPY_EVERY distinct pictures gets a transformed copy (--copy-every)
 
 # --------------------------------------------------------------------------- the data set
 
@@ -152,6 +153,8 @@ def generate(root: Path, n: int, seed: int = SEED) -> dict:
     params = {"images": n, "seed": seed, "size": [W, H], "v": DATA_VERSION}
     if FORMAT != "jpeg":
         params["format"] = FORMAT
+    if COPY_EVERY != 2:
+        params["copy_every"] = COPY_EVERY
     ext = "png" if FORMAT == "png" else "jpg"
     if marker.is_file():
         truth = json.loads(marker.read_text())
@@ -168,12 +171,12 @@ def generate(root: Path, n: int, seed: int = SEED) -> dict:
         name = f"{k:06d}.{ext}"
         (root / "images" / name).write_bytes(data)
         files[name] = {"picture": k, "kind": "original"}
-        if k % 2 == 0:  # half get a transformed copy, the transforms in turn
-            kind = TRANSFORMS[(k // 2) % len(TRANSFORMS)]
+        if k % COPY_EVERY == 0:  # 1 in COPY_EVERY (default: half) get a transformed copy, the transforms in turn
+            kind = TRANSFORMS[(k // COPY_EVERY) % len(TRANSFORMS)]
             copy = f"{k:06d}-{kind}.{ext}"
             (root / "images" / copy).write_bytes(transformed(im, kind, rng))
             files[copy] = {"picture": k, "kind": kind}
-        if k % 10 == 3:  # a tenth get an exact copy under another name
+        if k % (5 * COPY_EVERY) == 3:  # 1 in 5 * COPY_EVERY (default: a tenth) get an exact copy under another name
             copy = f"copy-of-{k:06d}.{ext}"
             (root / "images" / copy).write_bytes(data)
             files[copy] = {"picture": k, "kind": "exact"}
@@ -397,7 +400,7 @@ def profile_facts(images_dir: Path, sample: int = 150) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global W, H, FORMAT
+    global W, H, FORMAT, COPY_EVERY
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=1000, help="distinct pictures (files: about 1.6x this)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out")
@@ -410,12 +413,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-profile", action="store_true")
     p.add_argument("--skip-full", action="store_true", help="do not time winnow after the full facts pass")
     p.add_argument("--format", choices=("jpeg", "png"), default="jpeg", help="the files' format (default %(default)s)")
+    p.add_argument("--copy-every", type=int, default=2,
+                   help="1 in N distinct pictures gets a transformed copy, 1 in 5N an exact one (default 2: a dense set; 20 is ~6%% copies)")
     p.add_argument("--markdown", action="store_true", help="print the results as a markdown section")
     args = p.parse_args(argv)
 
     W, H = (int(v) for v in args.size.lower().split("x"))
     FORMAT = args.format
-    root = args.out.resolve() / (f"near-dup-{args.images}-{W}x{H}" + ("" if FORMAT == "jpeg" else f"-{FORMAT}"))
+    COPY_EVERY = max(1, args.copy_every)
+    root = args.out.resolve() / (
+        f"near-dup-{args.images}-{W}x{H}" + ("" if FORMAT == "jpeg" else f"-{FORMAT}") + ("" if COPY_EVERY == 2 else f"-every{COPY_EVERY}")
+    )
     t0 = time.perf_counter()
     truth = generate(root, args.images)
     images_dir = root / "images"

@@ -26,14 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from winnow.api.deps import Context, Label, Manage, Read
 from winnow.api.encode import json_safe
 from winnow.api.paging import Page
-from winnow.api.routes.images import _SERVED
+from winnow.api.routes.images import blob_response
 from winnow.errors import ConflictError, NotFoundError
 from winnow.services import forks as svc
 from winnow.services import schema
 from winnow.services.projects import show_project, validate_name
 from winnow.services.training import list_models
 from winnow.services.versions import show_version
-from winnow.store import models as m
 from winnow.versions.materialize import annotation_to_dict
 
 router = APIRouter(tags=["forks"])
@@ -235,13 +234,7 @@ def base_image_file(project: str, name: str, ctx: Context = Read) -> FileRespons
     rec = next((r for r in _inherited(ctx, project).records if r.name == wanted), None)
     if rec is None:
         raise NotFoundError(f"project {project!r} inherits no image {name!r}")
-    with ctx.store.read() as session:
-        fmt = session.get(m.Blob, rec.sha256).format
-    return FileResponse(
-        ctx.store.blobs.path(rec.sha256),
-        media_type=_SERVED.get(fmt, "application/octet-stream"),
-        headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"},
-    )
+    return blob_response(ctx, rec.sha256)
 
 
 @router.get("/projects/{project}/base/models")

@@ -111,12 +111,18 @@ def list_images(
 def image_file(project: str, name: str, ctx: Context = Read) -> FileResponse:
     """The image's bytes, as stored. Only image types are served inline."""
     rec = datasets.get_image(ctx.store, project, name, workspace=ctx.workspace)
-    with ctx.store.read() as session:
-        from winnow.store import models as m
+    return blob_response(ctx, rec.sha256)
 
-        fmt = session.get(m.Blob, rec.sha256).format
+
+def blob_response(ctx: Context, sha256: str) -> FileResponse:
+    """A stored image's bytes: its own media type when it is an image type, never sniffed, no
+    active content."""
+    from winnow.store import models as m
+
+    with ctx.store.read() as session:
+        fmt = session.get(m.Blob, sha256).format
     return FileResponse(
-        ctx.store.blobs.path(rec.sha256),
+        ctx.store.blobs.path(sha256),
         media_type=_SERVED.get(fmt, "application/octet-stream"),
         headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"},
     )
