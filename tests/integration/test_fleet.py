@@ -86,7 +86,8 @@ def test_the_fleet_lists_both_customers_with_their_fields(world, first):
     acme, zeta = rows["acme"], rows["zeta"]
     assert acme["model"]["model"] == world.acme_model.model and acme["model"]["source"] == "newest"
     assert acme["score"] is not None and acme["delta"] == round(acme["score"] - acme["base_score"], 6)
-    assert acme["verdict"] == (fleet_svc.CUSTOMISED if acme["score"] > acme["base_score"] else fleet_svc.BASE_IS_ENOUGH)
+    gain = acme["score"] - acme["base_score"]
+    assert acme["verdict"] == (fleet_svc.CUSTOMISED if gain >= fleet_svc.MIN_GAIN else fleet_svc.BASE_IS_ENOUGH)
     assert zeta["model"] is None and zeta["score"] is None and zeta["delta"] is None
     assert zeta["verdict"] == fleet_svc.NO_MODEL and zeta["error"] is None
     assert doc["evaluations"]["run"] == 3 and doc["evaluations"]["cached"] == 0
@@ -205,6 +206,8 @@ def test_the_verdict_rule():
     v = fleet_svc._verdict
     assert v(True, {}, {}, 0.6, 0.5, None) == fleet_svc.CUSTOMISED
     assert v(True, {}, {}, 0.5, 0.5, None) == fleet_svc.BASE_IS_ENOUGH
+    assert v(True, {}, {}, 0.5 + fleet_svc.MIN_GAIN / 2, 0.5, None) == fleet_svc.BASE_IS_ENOUGH  # a tie in all but noise
+    assert v(True, {}, {}, 0.5 + fleet_svc.MIN_GAIN, 0.5, None) == fleet_svc.CUSTOMISED
     assert v(True, {}, {}, 0.4, 0.5, None) == fleet_svc.BASE_IS_ENOUGH
     assert v(True, None, {}, None, 0.5, None) == fleet_svc.NO_MODEL
     assert v(False, {}, {}, None, None, None) == fleet_svc.NO_TEST_SET

@@ -8,8 +8,9 @@ newest ready one), that model's score on the customer's ``test`` split of its la
 model's score on the same images, the difference, the labels the customer added (its own labelled
 images vs the base version's) and a verdict:
 
-- ``customised``: the customer's model scores higher than the base model on the customer's test set;
-- ``base is enough``: it does not (equal or lower);
+- ``customised``: the customer's model scores at least :data:`MIN_GAIN` higher than the base model
+  on the customer's test set;
+- ``base is enough``: it does not (a gain smaller than that is no reason to run one more model);
 - ``no model``: the customer has no ready model (the base model's score is still given);
 - ``no test set``: the customer has no version, or its latest version has no ``test`` image;
 - ``no base model``: the base project has no ready model to compare with;
@@ -49,6 +50,9 @@ NO_TEST_SET = "no test set"
 NO_BASE_MODEL = "no base model"
 ERROR = "error"
 VERDICTS = (CUSTOMISED, BASE_IS_ENOUGH, NO_MODEL, NO_TEST_SET, NO_BASE_MODEL, ERROR)
+#: The least gain (overall mAP50 or accuracy, absolute) that makes a customer model worth running
+#: instead of the base model: 0.0001 better on 50 test images is a tie, not a customisation.
+MIN_GAIN = 0.01
 #: Worst slices kept in a cached summary.
 _KEPT_WORST = 3
 
@@ -240,7 +244,7 @@ def _verdict(has_test: bool, model: Any, base_model: Any, score: float | None, b
         return NO_BASE_MODEL
     if score is None or base_score is None:
         return ERROR
-    return CUSTOMISED if score > base_score else BASE_IS_ENOUGH
+    return CUSTOMISED if score - base_score >= MIN_GAIN else BASE_IS_ENOUGH
 
 
 def _customer(store: Store, info: Any, base_model: dict[str, Any] | None, evaluations: Evaluations, split: str) -> dict[str, Any]:
