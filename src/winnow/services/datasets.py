@@ -201,9 +201,13 @@ class ImageRow:
     classes: list[str]
     tags: list[str]
     metadata: dict[str, Any]
+    annotation_list: list[dict[str, Any]] | None = None  # each annotation, when asked for
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.annotation_list is None:
+            del d["annotation_list"]
+        return d
 
 
 def list_images(
@@ -216,8 +220,12 @@ def list_images(
     split: str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    with_annotations: bool = False,
 ) -> list[ImageRow]:
-    """Images of a project, filtered by class, tag and split, ordered by name, paginated."""
+    """Images of a project, filtered by class, tag and split, ordered by name, paginated;
+    ``with_annotations``: each row also lists its annotations (what a grid of thumbnails draws)."""
+    from winnow.versions.materialize import annotation_to_dict
+
     with store.read() as session:
         project = get_project(session, project_name, workspace)
         q = _image_query(project.id, class_name=class_name, tag=tag, split=split).offset(offset)
@@ -237,6 +245,7 @@ def list_images(
                     classes=sorted({a.label for a in rec.annotations}),
                     tags=rec.tags,
                     metadata=rec.metadata,
+                    annotation_list=[annotation_to_dict(a) for a in rec.annotations] if with_annotations else None,
                 )
             )
         return rows

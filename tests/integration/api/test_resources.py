@@ -231,3 +231,16 @@ def test_a_training_job_runs_to_completion_and_the_model_evaluates(server, shape
         assert c.get(f"/jobs/{job['id']}").status_code == 404
         assert c.get("/jobs").json()["jobs"] == []
         assert c.post("/projects/shapes/evaluations", json={"model": "tiny"}).status_code == 404
+
+
+def test_the_image_list_can_carry_each_images_annotations(server, shapes):
+    """``annotations=true`` (what the web grid asks for): every row lists the annotations the
+    image page gives, so a thumbnail needs no request of its own; without it, only the count."""
+    with server.client(shapes["viewer"]) as c:
+        plain = c.get("/projects/shapes/images?limit=5").json()["images"]
+        rich = c.get("/projects/shapes/images?limit=5&annotations=true").json()["images"]
+        assert [r["name"] for r in rich] == [r["name"] for r in plain] and len(rich) == 5
+        assert all("annotation_list" not in r for r in plain)
+        for row in rich:
+            detail = c.get(f"/projects/shapes/images/{row['name']}").json()
+            assert row["annotation_list"] == detail["annotations"] and len(row["annotation_list"]) == row["annotations"] > 0

@@ -99,10 +99,12 @@ def list_images(
     class_name: str | None = Query(default=None, alias="class"),
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0),
+    annotations: bool = Query(default=False, description="also list each image's annotations (annotation_list)"),
 ) -> dict:
     """Images, filtered by split, tag and class, ordered by name, a page at a time."""
     rows = datasets.list_images(
-        ctx.store, project, workspace=ctx.workspace, class_name=class_name, tag=tag, split=split, limit=limit + 1, offset=offset
+        ctx.store, project, workspace=ctx.workspace, class_name=class_name, tag=tag, split=split, limit=limit + 1, offset=offset,
+        with_annotations=annotations,
     )
     return {"images": [r.as_dict() for r in rows[:limit]], "offset": offset, "limit": limit, "more": len(rows) > limit}
 

@@ -568,7 +568,7 @@ async function gridView(name, query, view) {
   const filters = { split: query.get("split") || "", tag: query.get("tag") || "", class: query.get("class") || "" };
   const offset = Math.max(0, parseInt(query.get("offset") || "0", 10) || 0);
   const base = projectPath(name);
-  const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset), annotations: "true" });
   for (const [k, v] of Object.entries(filters)) if (v) params.set(k, v);
   const [project, page] = await Promise.all([api(base), api(`${base}/images?${params}`)]);
 
@@ -628,13 +628,13 @@ async function gridView(name, query, view) {
     grid.append(cell);
     return { img, frame };
   });
-  // the list has no boxes: each thumbnail's annotations and bytes are fetched once it is on the page
+  // the page lists each image's annotations (annotations=true); only the bytes are fetched per thumbnail
   eachLimited(cells, async ({ img, frame }) => {
     if (view !== state.view) return;
     try {
-      const [detail, url] = await Promise.all([api(imagePath(name, img.name)), imageUrl(name, img.name)]);
+      const url = await imageUrl(name, img.name);
       if (view !== state.view) return;
-      frame.show(url, detail.annotations, false);
+      frame.show(url, img.annotation_list || [], false);
     } catch (err) {
       frame.fail(err);
     }
