@@ -213,3 +213,32 @@ def test_the_verdict_rule():
     assert v(False, {}, {}, None, None, None) == fleet_svc.NO_TEST_SET
     assert v(True, {}, None, 0.5, None, None) == fleet_svc.NO_BASE_MODEL
     assert v(True, {}, {}, None, None, "boom") == fleet_svc.ERROR
+
+
+def test_a_base_model_is_scored_in_the_customers_class_names(tmp_path):
+    """A customer that renamed a base class (``circle`` -> ``disc``): the base model still predicts
+    ``circle``, and its evaluation on the customer's test set reads it as ``disc`` through the
+    fork's class map, so it scores exactly what it scores on a twin customer that kept the name."""
+    from winnow.services.schema import rename_class
+
+    store = Store.open(tmp_path / "home")
+    base = generate(tmp_path / "base", 12, seed=0)
+    create_project(store, "base", "detect")
+    import_records(store, "base", base, tmp_path / "base")
+    create_version(store, "base", split="train=0.7,valid=0.3,test=0", seed=1)
+    train_model(store, "base", None, epochs=1, name="base-m", **TINY)
+    test = generate(tmp_path / "cust", 6, seed=5, prefix="cust")
+    for ws in ("kept-ws", "renamed-ws"):
+        fork_project(store, "base", "v1", "cust", workspace=ws)
+        import_records(store, "cust", test, tmp_path / "cust", workspace=ws, split="test")
+    rename_class(store, "cust", "circle", "disc", workspace="renamed-ws")
+    for ws in ("kept-ws", "renamed-ws"):
+        create_version(store, "cust", workspace=ws)
+
+    kept = evaluate_model(store, "base-m", "cust", None, workspace="kept-ws", n_bootstrap=50)
+    renamed = evaluate_model(store, "base-m", "cust", None, workspace="renamed-ws", n_bootstrap=50)
+    names = lambda ev: {s.name for s in ev.report.slices.slices if s.kind == "class"}  # noqa: E731
+    assert "class:disc" in names(renamed) and "class:circle" not in names(renamed)
+    assert "class:circle" in names(kept)
+    assert renamed.report.slices.overall == pytest.approx(kept.report.slices.overall, abs=1e-9)
+    assert renamed.report.slices.overall > 0  # the tiny model finds something, so the mapping matters
