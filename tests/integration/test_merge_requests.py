@@ -272,3 +272,21 @@ def test_cli_propose_list_show_accept_reject(world):
 
     text = runner.invoke(app, ["mr", "show", "base", str(proposed["id"]), "-w", BASE_WS])
     assert text.exit_code == 0 and "ring -> circle" in text.output and "scratch" in text.output
+
+
+def test_gc_keeps_the_blobs_an_open_request_proposes(world):
+    """The customer deletes its project after proposing: ``gc`` keeps the proposed images' bytes
+    while the request is open, so the base team can still accept it."""
+    from winnow.services.maintenance import verify
+    from winnow.services.projects import delete_project
+
+    store, _ = world
+    mr = mrs.propose(store, "acme", workspace=CUST_WS, images=["images/cust_00001.png"])
+    sha = mr.items[0]["sha256"]
+    delete_project(store, "acme", CUST_WS)
+    report = verify(store, gc=True, grace_seconds=0)
+    assert sha not in report.unreferenced and store.blobs.exists(sha)
+    done = mrs.accept(store, "base", mr.id, workspace=BASE_WS, user="boss")
+    assert done.state == "accepted"
+    added = [n for n in load_dataset(store, "base", workspace=BASE_WS).images if n.sha256 == sha]
+    assert len(added) == 1 and added[0].name.endswith("images/cust_00001.png")

@@ -53,6 +53,7 @@ def verify(
     grace_seconds: float = GC_GRACE_SECONDS,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
+    from winnow.services.merge_requests import referenced_request_blobs
     from winnow.services.training import referenced_model_blobs
     from winnow.services.versions import orphan_version_folders, referenced_blobs
 
@@ -61,6 +62,7 @@ def verify(
         referenced = set(session.scalars(select(m.Image.sha256).distinct()))
     referenced |= referenced_blobs(store)  # a version keeps its images (even deleted ones) and outputs
     referenced |= referenced_model_blobs(store)  # a model keeps its weights and ONNX file
+    referenced |= referenced_request_blobs(store)  # an open merge request keeps the images it proposes
     total = len(referenced)
     quarantine = store.home / "quarantine"
     for n, sha in enumerate(sorted(referenced), 1):
@@ -79,7 +81,10 @@ def verify(
             report.unreferenced.append(sha)
     if gc:
         with store.write() as session:  # hold the write lock: no import can reference them meanwhile
-            still = set(session.scalars(select(m.Image.sha256).distinct())) | referenced_blobs(store) | referenced_model_blobs(store)
+            still = (
+                set(session.scalars(select(m.Image.sha256).distinct()))
+                | referenced_blobs(store) | referenced_model_blobs(store) | referenced_request_blobs(store)
+            )
             for sha in report.unreferenced:
                 if sha not in still and store.blobs.age(sha) >= grace_seconds:
                     store.blobs.remove(sha)

@@ -528,3 +528,11 @@ __all__ = [
     "ITEM_KINDS", "STATES", "MergeRequestInfo", "accept", "base_label", "inverse_class_map", "list_requests", "propose",
     "reject", "show_request",
 ]
+
+
+def referenced_request_blobs(store: Store) -> set[str]:
+    """The blobs that open merge requests propose to add: ``gc`` keeps them, so a request stays
+    acceptable after the customer deletes its own copy of the image."""
+    with store.read() as session:
+        rows = session.scalars(select(m.MergeRequest.items).where(m.MergeRequest.state == "open"))
+        return {item["sha256"] for items in rows for item in items or () if item.get("kind") == "add" and item.get("sha256")}
