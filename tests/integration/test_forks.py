@@ -521,3 +521,15 @@ def test_cli_rebase_prints_a_readable_report(tmp_path):
         assert title + ", ".join(f"{k} {v}" for k, v in conflict[key].items()) in text
     shown = runner.invoke(app, ["project", "base", "acme", "-w", CUSTOMER_WS]).stdout
     assert "is a fork of default/base@v1" in shown and "behind: the base is at v2" in shown
+
+
+def test_a_base_class_named_like_a_customer_rename_is_flagged_at_rebase(tmp_path):
+    store = make_base(tmp_path)
+    fork_project(store, "base", "v1", "acme", workspace=CUSTOMER_WS)
+    rename_class(store, "acme", "circle", "disc", workspace=CUSTOMER_WS)
+    x = next(n for n, r in sorted(non_test_base(store).items()) if r.split == "train" and r.annotations)
+    relabel(store, "base", x, 0, "disc")  # the base starts using a class the customer named its circles
+    create_version(store, "base", near_duplicates=False)
+    report = rebase(store, "acme", "v2", workspace=CUSTOMER_WS)
+    assert report.class_map["disc"] == "disc" and report.class_map["circle"] == "disc"
+    assert any("already the customer's name for 'circle'" in n for n in report.schema_notes)

@@ -425,8 +425,11 @@ def rebase(
         notes.extend(apply_base_migration(class_map, op, params))
     for c in new_manifest.classes:
         if c not in class_map:
+            clash = [k for k, v in class_map.items() if c in (v["into"] + [v["default"]] if isinstance(v, dict) else [v])]
             class_map[c] = c
-            notes.append(f"base added class {c!r}")
+            notes.append(f"base added class {c!r}" + (
+                f", which is already the customer's name for {', '.join(map(repr, clash))}: both arrive as {c!r} "
+                f"(`winnow class rename` one of them to keep them apart)" if clash else ""))
     gone = [c for c in class_map if c not in new_manifest.classes and c in old_manifest.classes]
     notes.extend(f"base no longer uses class {c!r}" for c in gone)
 
