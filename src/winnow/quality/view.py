@@ -125,7 +125,7 @@ class ProjectView:
         keys = [k for k in next(iter(cached.values())) if k != "sha256"]
         for k in keys:
             values = [cached[sha][k] for sha in self.shas]
-            if k == "embedding":
+            if k in ("embedding", "ghist"):
                 columns[k] = np.asarray(values, dtype=np.float32)
             elif k == "decode_error":
                 columns[k] = np.asarray(values, dtype=object)
@@ -138,13 +138,14 @@ class ProjectView:
     @cached_property
     def hashes(self) -> dict[str, np.ndarray]:
         """The hash tier, aligned with :attr:`records`: ``decode_error`` (object), ``phash`` and
-        ``dhash`` (``uint64``) - all the duplicate checks need before they confirm a candidate.
+        ``dhash`` (``uint64``), ``ghist`` (``(N, 32)`` float32) - all the duplicate checks need
+        before they confirm a candidate.
 
         Taken from :attr:`facts` when this view has them; else read from the hash table, then from
         the full pass's table (the same hashes), and computed (the cheap hash tier of
         :mod:`winnow.quality.facts`) only for blobs neither holds.
         """
-        keys = ("decode_error", "phash", "dhash")
+        keys = ("decode_error", "phash", "dhash", "ghist")
         if "facts" in self.__dict__:
             return {k: self.facts[k] for k in keys}
         wanted = sorted(set(self.shas))
@@ -162,6 +163,7 @@ class ProjectView:
             "decode_error": np.asarray([cached[sha]["decode_error"] for sha in self.shas], dtype=object),
             "phash": np.asarray([cached[sha]["phash"] for sha in self.shas], dtype=np.int64).view(np.uint64),
             "dhash": np.asarray([cached[sha]["dhash"] for sha in self.shas], dtype=np.int64).view(np.uint64),
+            "ghist": np.asarray([cached[sha]["ghist"] for sha in self.shas], dtype=np.float32).reshape(-1, facts_mod.GHIST_BINS),
         }
 
     @cached_property

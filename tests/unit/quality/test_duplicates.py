@@ -326,9 +326,29 @@ def test_near_pairs_needs_the_embedding_to_agree():
     assert (i.tolist(), j.tolist(), d.tolist()) == ([0, 1], [1, 2], [3, 13])
 
 
+def test_the_crop_tier_needs_close_grey_histograms():
+    """15 bits apart in pHash is the crop tier's (tier 1 stops at 10): with the hash tier's grey
+    histograms the pair stays a candidate only when they are close (a crop), so pictures that
+    are merely alike are never embedded."""
+    from winnow.quality.duplicates import candidate_pairs
+
+    h = np.array([0, (1 << 15) - 1], dtype=np.uint64)  # 15 bits apart
+    d = np.zeros(2, dtype=np.uint64)
+    same = np.full((2, 32), 1 / 32, dtype=np.float32)
+    other = same.copy()
+    other[1] = 0
+    other[1, :4] = 0.25  # all the mass in the darkest bins: L1 = 1.75
+    assert len(candidate_pairs(h, d)[0]) == 1  # no histograms: the hashes alone
+    assert len(candidate_pairs(h, d, ghist=same)[0]) == 1
+    assert len(candidate_pairs(h, d, ghist=other)[0]) == 0
+    assert len(candidate_pairs(h, d, ghist=other, crop_hist=2.0)[0]) == 1  # the threshold is the user's
+    close = np.array([0, 3], dtype=np.uint64)  # tier 1 (2 bits) never looks at the histograms
+    assert len(candidate_pairs(close, d, ghist=other)[0]) == 1
+
+
 def test_checks_declare_their_parameters():
     for cls in (NearDuplicate, DuplicateLabelConflict, SplitLeakage):
-        assert {"max_distance", "max_cosine", "crop_distance", "crop_cosine"} <= set(cls.params)
+        assert {"max_distance", "max_cosine", "crop_distance", "crop_cosine", "crop_hist"} <= set(cls.params)
     assert ExactDuplicate.params == {"min_iou": 0.5}
     assert NearDuplicate.params["max_distance"] == 10
 

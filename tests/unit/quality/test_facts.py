@@ -47,7 +47,11 @@ def test_hash_tier_and_full_pass_agree_on_every_hash(tmp_path):
         diff = [n for n, a, b in zip(names, tier[key], full[key], strict=True) if a != b]
         assert diff == [], f"{key} differs between the hash tier and the full pass for {diff}"
     assert list(tier["decode_error"]) == list(full["decode_error"])
+    assert tier["ghist"].shape == full["ghist"].shape == (len(names), facts.GHIST_BINS)
+    assert np.array_equal(tier["ghist"], full["ghist"])  # the same function on the same bytes
     bad = names.index("truncated.jpg")
+    sums = tier["ghist"].sum(axis=1)
+    assert sums[bad] == 0 and np.allclose(np.delete(sums, bad), 1.0, atol=1e-5)
     assert tier["decode_error"][bad] != "" and sum(e != "" for e in tier["decode_error"]) == 1
     # one picture as a DCT-scaled JPEG and as a box-reduced PNG: (nearly) the same hash
     big = tier["phash"][[names.index("big.jpg"), names.index("big.png")]]
