@@ -242,3 +242,22 @@ def test_a_base_model_is_scored_in_the_customers_class_names(tmp_path):
     assert "class:circle" in names(kept)
     assert renamed.report.slices.overall == pytest.approx(kept.report.slices.overall, abs=1e-9)
     assert renamed.report.slices.overall > 0  # the tiny model finds something, so the mapping matters
+
+
+def test_winnow_compare_puts_the_base_model_and_the_customer_model_side_by_side(world, first, monkeypatch):
+    """``winnow compare BASE_MODEL CUSTOMER_MODEL CUSTOMER@latest`` from the customer's workspace:
+    the base model is read through the fork, and both overall scores are the fleet's."""
+    from typer.testing import CliRunner
+
+    from winnow.cli.main import app
+
+    monkeypatch.setenv("WINNOW_HOME", str(world.store.home))
+    res = CliRunner().invoke(app, ["compare", "base-m", "acme-m", "acme@latest", "-w", "acme-ws", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    acme = _by_project(first.doc)["acme"]
+    assert doc["metric"] == "map50" and doc["split"] == "test"
+    assert doc["a"]["overall"] == pytest.approx(acme["base_score"]) and doc["b"]["overall"] == pytest.approx(acme["score"])
+    assert {r["name"] for r in doc["slices"]} and all(r["verdict"] in ("better", "worse", "same") for r in doc["slices"])
+    res = CliRunner().invoke(app, ["compare", "base-m", "acme-m", "acme@latest", "-w", "zeta-ws", "--json"])
+    assert res.exit_code == 1  # zeta has no project acme: the workspace is the boundary
