@@ -6,8 +6,11 @@
 //
 // Views (hash routes):
 //   #/                          projects of the key's workspace
-//   #/p/NAME                    a project: counts, class balance, splits, versions, models, queue, health
+//   #/p/NAME                    a project: counts, class balance, splits, versions, models, queue, health;
+//                               a customer project (a fork): its base and class map; a base project: its
+//                               customers (the fleet); any project: its class migrations
 //   #/p/NAME/images?split=&tag=&class=&offset=   the image grid, boxes drawn on each thumbnail
+//   #/p/NAME/base?offset=       a fork's inherited images (the base version's, read-only), boxes drawn
 //   #/p/NAME/image/IMAGE        one image: its boxes, annotations, tags, metadata
 // A key can arrive in the fragment (#key=wn_...): it is stored and removed from the address bar.
 "use strict";
@@ -124,12 +127,22 @@ function imagePath(project, name) {
   return `${projectPath(project)}/images/${encodeURIComponent(name)}`;
 }
 
-/** The image's bytes, fetched with the key, as a blob: URL released when the view changes. */
-async function imageUrl(project, name) {
-  const blob = await (await call(`${imagePath(project, name)}/file`)).blob();
+/** An inherited image of a fork (``base/<name>``), read through the fork. */
+function baseImagePath(project, name) {
+  return `${projectPath(project)}/base/images/${encodeURIComponent(name)}`;
+}
+
+/** The bytes at ``path``, fetched with the key, as a blob: URL released when the view changes. */
+async function blobUrl(path) {
+  const blob = await (await call(path)).blob();
   const url = URL.createObjectURL(blob);
   state.urls.push(url);
   return url;
+}
+
+/** The image's bytes as a blob: URL. */
+function imageUrl(project, name) {
+  return blobUrl(`${imagePath(project, name)}/file`);
 }
 
 /** Run ``work`` over ``items``, at most ``FETCHES_AT_ONCE`` at a time. */
@@ -158,6 +171,7 @@ const link = {
   projects: () => "#/",
   project: (p) => href(["p", p]),
   images: (p, filters) => href(["p", p, "images"], filters),
+  base: (p, query) => href(["p", p, "base"], query),
   image: (p, name) => href(["p", p, "image", name]),
 };
 
@@ -297,8 +311,9 @@ async function render() {
   let content;
   try {
     if (parts.length === 0) content = await projectsView();
-    else if (parts[0] === "p" && parts.length === 2) content = await projectView(parts[1]);
+    else if (parts[0] === "p" && parts.length === 2) content = await projectView(parts[1], view);
     else if (parts[0] === "p" && parts.length === 3 && parts[2] === "images") content = await gridView(parts[1], query, view);
+    else if (parts[0] === "p" && parts.length === 3 && parts[2] === "base") content = await baseGridView(parts[1], query, view);
     else if (parts[0] === "p" && parts.length === 4 && parts[2] === "image") content = await imageView(parts[1], parts[3], view);
     else content = [h("h1", null, "Not found"), h("p", null, "No such page. ", h("a", { href: "#/" }, "Projects"))];
   } catch (err) {
@@ -306,7 +321,7 @@ async function render() {
     content = [h("h1", null, "Error"), errorBox(err)];
   }
   if (view !== state.view) return; // the user moved on meanwhile
-  main.replaceChildren(...[content].flat());
+  main.replaceChildren(...[content].flat().filter((c) => c !== null && c !== undefined && c !== false)); // a view leaves out a panel with null
   window.scrollTo(0, 0);
 }
 
@@ -339,16 +354,22 @@ async function projectsView() {
 
 // ------------------------------------------------------------------ one project
 
-async function projectView(name) {
+async function projectView(name, view) {
   crumbs(["projects", link.projects()], [name]);
   const base = projectPath(name);
   const project = await api(base); // 404 here is the page's error
-  const [versions, models, batches] = await Promise.allSettled([
+  const isFork = Boolean(project.base);
+  const skipped = Promise.resolve(null);
+  const [versions, models, batches, schema, forks, fork, baseInfo] = await Promise.allSettled([
     api(`${base}/versions?limit=1000`),
     api(`${base}/models?limit=1000`),
     api(`${base}/queue/batches`),
+    api(`${base}/classes`),
+    api(`${base}/forks?limit=1000`),
+    isFork ? api(`${base}/fork`) : skipped,
+    isFork ? api(`${base}/base`) : skipped,
   ]);
-  for (const r of [versions, models, batches]) {
+  for (const r of [versions, models, batches, schema, forks, fork, baseInfo]) {
     if (r.status === "rejected" && r.reason instanceof ApiError && r.reason.status === 401) throw r.reason;
   }
   const versionList = versions.status === "fulfilled" ? versions.value.versions : [];
@@ -356,6 +377,7 @@ async function projectView(name) {
   return [
     h("h1", { id: "project-name" }, project.name),
     h("p", { class: "muted" }, `${project.task} project in workspace ${project.workspace}, created ${when(project.created_at)}`),
+    isFork ? h("p", { id: "fork-of" }, "A customer project: a fork of ", h("strong", null, project.base), " (its images are inherited, not counted below).") : null,
     h(
       "div",
       { class: "stats" },
@@ -365,7 +387,10 @@ async function projectView(name) {
       stat("classes", project.classes.length),
     ),
     h("p", null, h("a", { class: "button", id: "browse", href: link.images(project.name) }, `Browse the ${fmt(project.images)} images`)),
+    isFork ? basePanel(project, fork, baseInfo) : null,
+    customersPanel(project.name, forks, view),
     h("div", { class: "columns" }, classesPanel(project), splitsPanel(project)),
+    migrationsPanel(schema),
     versionsPanel(versions),
     modelsPanel(models, numbers),
     queuePanel(batches),
@@ -401,6 +426,195 @@ function splitsPanel(project) {
     tags.length
       ? h("ul", { class: "chips" }, tags.map(([t, n]) => h("li", null, h("a", { class: "chip", href: link.images(project.name, { tag: t }) }, t, h("span", { class: "count" }, fmt(n))))))
       : empty("No tags."),
+  );
+}
+
+// ------------------------------------------------------------------ customer projects (forks), the fleet, the schema
+
+/** How a fork reads one base class (its class map's value: a name, null, or a split rule), in words. */
+function mappedText(baseClass, value) {
+  if (value === undefined || value === baseClass) return [h("span", { class: "mapped-name" }, baseClass), h("span", { class: "muted" }, " (same name)")];
+  if (value === null) return h("span", { class: "mapped-dropped" }, "dropped: its inherited labels are left out");
+  if (typeof value === "object") {
+    const into = Array.isArray(value.into) ? value.into.join(", ") : fmt(value.into);
+    return h("span", { class: "mapped-split" }, `split by the attribute ${fmt(value.by)} into ${into} (else ${fmt(value.default)})`);
+  }
+  return [h("span", { class: "mapped-name" }, String(value)), h("span", { class: "muted" }, " (renamed)")];
+}
+
+/** A customer project: the base version it is on, the class map, the adopted images, the inherited images. */
+function basePanel(project, forkResult, baseResult) {
+  if (forkResult.status === "rejected") return panel("Base", { id: "base" }, errorBox(forkResult.reason));
+  const fork = forkResult.value;
+  const info = baseResult.status === "fulfilled" ? baseResult.value : null;
+  const splits = info ? (info.counts && info.counts.splits) || {} : {};
+  const inherited = Object.entries(splits).reduce((n, [s, c]) => (s === "test" ? n : n + (c.images || 0)), 0);
+  const baseTest = splits.test ? splits.test.images || 0 : 0;
+  const baseClasses = info ? info.classes : [];
+  const names = [...baseClasses, ...Object.keys(fork.class_map || {}).filter((k) => !baseClasses.includes(k))];
+  const rows = names.map((c) =>
+    h("tr", { class: "class-map-row" }, h("td", { class: "base-class" }, c), h("td", { class: "mapped" }, mappedText(c, (fork.class_map || {})[c]))),
+  );
+  const latest = fork.latest_base_version_number;
+  return panel(
+    "Base",
+    { id: "base" },
+    h(
+      "p",
+      { id: "base-version" },
+      "On ",
+      h("strong", { id: "base-ref" }, `${fork.base_workspace}/${fork.base_project}@v${fork.base_version_number}`),
+      " ",
+      fork.behind ? h("span", { class: "badge warning", id: "base-behind" }, `behind: v${latest} available`) : h("span", { class: "badge ok" }, "up to date"),
+      h("span", { class: "muted" }, fork.rebased_at ? ` · rebased ${when(fork.rebased_at)}` : ` · forked ${when(fork.created_at)}`),
+    ),
+    fork.behind ? h("p", { class: "muted" }, `winnow project rebase ${project.name} moves it to v${latest}, with a report of what changed and of any conflicts.`) : null,
+    info
+      ? h(
+          "p",
+          { id: "base-counts" },
+          `${fmt(inherited)} inherited images (the base version's train and valid splits; its ${fmt(baseTest)} test images stay the base's) · `,
+          h("span", { id: "base-adopted" }, `${fmt(fork.adopted)} adopted`),
+          h("span", { class: "muted" }, " (own copies that stand in for inherited images)"),
+        )
+      : errorBox(baseResult.reason),
+    h("h3", null, "Class map"),
+    rows.length ? table(["base class", "in this project"], rows, { id: "class-map" }) : empty("The base version has no classes."),
+    h("p", null, h("a", { class: "button", id: "browse-base", href: link.base(project.name) }, info ? `Browse the ${fmt(inherited)} inherited images` : "Browse the inherited images")),
+  );
+}
+
+const VERDICT_BADGE = { customised: "ok", "base is enough": "info", "no model": "warning", "no base model": "warning", "no test set": "warning", error: "failed" };
+
+function signed(value) {
+  if (value === null || value === undefined) return "–";
+  return (value > 0 ? "+" : "") + value.toFixed(3);
+}
+
+function sliceText(s) {
+  if (!s) return "–";
+  return `${s.name} ${fmt(s.score)} (${fmt(s.images)} images)`;
+}
+
+function labelsText(labels) {
+  if (!labels) return "–";
+  const share = labels.share === null || labels.share === undefined ? "–" : `${(100 * labels.share).toFixed(labels.share < 0.1 ? 1 : 0)}%`;
+  return [share, h("div", { class: "muted small" }, `${fmt(labels.own_train_images)} own / ${fmt(labels.base_train_images)} base train images`)];
+}
+
+/** One customer: a row of the fleet (fields in docs/fleet.md); a /forks entry has no scores yet (undefined: "–"). */
+function customerRow(c) {
+  const bv = c.base_version || {};
+  const model = c.model === undefined ? "–" : c.model === null ? h("span", { class: "muted" }, "no model") : [c.model.name, c.model.source === "deployed" ? h("span", { class: "badge ok" }, "deployed") : null];
+  return h(
+    "tr",
+    { class: "customer-row" },
+    h("td", null, h("span", { class: "customer-name" }, `${c.workspace}/${c.project}`), c.test_images === undefined ? null : h("div", { class: "muted small" }, `${fmt(c.test_images)} test images`)),
+    h("td", { class: "customer-base" }, `v${fmt(bv.number)}`, bv.behind ? " " : null, bv.behind ? h("span", { class: "badge warning" }, `behind: v${fmt(bv.latest)} available`) : null),
+    h("td", { class: "customer-model" }, model),
+    h("td", { class: "num base-score" }, fmt(c.base_score)),
+    h("td", { class: "num customer-score" }, fmt(c.score)),
+    h("td", { class: "num delta" }, signed(c.delta)),
+    h("td", { class: "worst-slice" }, sliceText(c.worst_slice)),
+    h(
+      "td",
+      { class: "verdict" },
+      c.verdict ? h("span", { class: `badge ${VERDICT_BADGE[c.verdict] || ""}` }, c.verdict) : "–",
+      c.error ? h("div", { class: "error small" }, c.error) : null,
+    ),
+    h("td", { class: "labels-share" }, labelsText(c.labels)),
+  );
+}
+
+function customersTable(customers) {
+  return table(
+    ["customer", "base version", "model", "base score", "customer score", "delta", "worst slice", "verdict", "labels share"],
+    customers.map(customerRow),
+    { id: "customers-table" },
+  );
+}
+
+function fleetSummary(fleet) {
+  const m = fleet.base.model;
+  const metric = (fleet.customers.find((c) => c.metric) || {}).metric;
+  const e = fleet.evaluations || {};
+  return h(
+    "p",
+    { class: "muted", id: "fleet-summary" },
+    `Base model: ${m ? `${m.name} (${m.source})` : "none (this project has no ready model)"} · scores: ${metric || "mAP50 or accuracy"} on each customer's own ${fleet.split} split · ` +
+      `customised when the customer's model beats the base model by 0.01 or more · ${fmt(e.run || 0)} evaluations run, ${fmt(e.cached || 0)} cached, ${fmt(e.seconds, 2)} s`,
+  );
+}
+
+// A base project: its customers. The fleet (GET .../fleet) evaluates models, so it is asked for
+// only when /forks lists a customer, after the page is shown; until it answers (or when it
+// fails) the rows come from /forks.
+function customersPanel(project, result, view) {
+  if (result.status === "rejected") return panel("Customers", { id: "customers" }, errorBox(result.reason));
+  const forks = result.value.forks;
+  if (!forks.length) return null;
+  const body = h("div", { id: "customers-body" }, customersTable(forks.map((f) => ({
+    workspace: f.workspace,
+    project: f.project,
+    base_version: { number: f.base_version_number, latest: f.latest_base_version_number, behind: f.behind },
+  }))));
+  const status = h("p", { class: "muted loading", id: "fleet-status" }, "loading the fleet: each customer's model and the base model on the customer's test set…");
+  api(`${projectPath(project)}/fleet`)
+    .then((fleet) => {
+      if (view !== state.view) return;
+      body.replaceChildren(customersTable(fleet.customers), fleetSummary(fleet));
+      status.remove();
+    })
+    .catch((err) => {
+      if (view !== state.view) return;
+      if (err instanceof ApiError && err.status === 401) return signOut(err.message);
+      status.className = "error";
+      status.textContent = `The fleet view failed (${err.message}); the customers are listed without their models and scores.`;
+    });
+  return panel("Customers", { id: "customers" }, h("p", { class: "muted" }, `${fmt(forks.length)} customer project(s) forked from ${project}.`), status, body);
+}
+
+/** A class migration (docs/forks.md, "Class schema migrations") in words. */
+function migrationText(m) {
+  const p = m.params || {};
+  const list = (xs) => (Array.isArray(xs) ? xs.join(", ") : fmt(xs));
+  switch (m.op) {
+    case "add":
+      return `added ${p.name}`;
+    case "rename":
+      return `renamed ${p.old} → ${p.new}`;
+    case "merge":
+      return `merged ${list(p.sources)} into ${p.into}`;
+    case "split":
+      return `split ${p.source} into ${list(p.into)}` + (p.by ? ` by the attribute ${p.by}` : "") + (p.default ? ` (else ${p.default})` : "");
+    case "drop":
+      return `dropped the base class ${p.base_class}`;
+    default:
+      return `${m.op} ${JSON.stringify(p)}`;
+  }
+}
+
+function migrationsPanel(result) {
+  if (result.status === "rejected") return panel("Class migrations", { id: "migrations" }, errorBox(result.reason));
+  const migrations = result.value.migrations || [];
+  if (!migrations.length) return null;
+  return panel(
+    "Class migrations",
+    { id: "migrations" },
+    h(
+      "ol",
+      { class: "migrations" },
+      migrations.map((m) =>
+        h(
+          "li",
+          { class: "migration" },
+          h("span", { class: "migration-seq" }, `#${m.seq}`),
+          " ",
+          h("span", { class: "migration-text" }, migrationText(m)),
+          h("span", { class: "muted" }, ` · ${fmt(m.annotations)} annotation(s) changed · ${when(m.created_at)}` + (m.created_by ? ` by ${m.created_by}` : "")),
+        ),
+      ),
+    ),
   );
 }
 
@@ -612,20 +826,13 @@ async function gridView(name, query, view) {
   const grid = h("div", { class: "grid", id: "grid" });
   const cells = images.map((img) => {
     const frame = imageFrame(img.width, img.height, "thumb");
-    const cell = h(
-      "a",
-      { class: "cell", href: link.image(name, img.name), title: img.name, "data-name": img.name },
-      frame.root,
-      h("span", { class: "cell-name" }, img.name),
-      h(
-        "span",
-        { class: "cell-meta" },
+    grid.append(
+      gridCell(link.image(name, img.name), img.name, frame, [
         img.split ? h("span", { class: "chip small" }, img.split) : null,
         img.classes.map((c) => h("span", { class: "chip small class-chip" }, c)),
         img.annotations ? null : h("span", { class: "chip small muted" }, "unlabeled"),
-      ),
+      ]),
     );
-    grid.append(cell);
     return { img, frame };
   });
   // the page lists each image's annotations (annotations=true); only the bytes are fetched per thumbnail
@@ -645,6 +852,73 @@ async function gridView(name, query, view) {
     filterForm,
     pager,
     images.length ? grid : empty("No image matches these filters."),
+  ];
+}
+
+/** A thumbnail cell of a grid: a link to ``target`` (or, without one, not a link). */
+function gridCell(target, name, frame, chips) {
+  return h(
+    target ? "a" : "div",
+    { class: target ? "cell" : "cell readonly", href: target, title: name, "data-name": name },
+    frame.root,
+    h("span", { class: "cell-name" }, name),
+    h("span", { class: "cell-meta" }, chips),
+  );
+}
+
+// ------------------------------------------------------------------ a fork's inherited images (read-only)
+
+async function baseGridView(name, query, view) {
+  crumbs(["projects", link.projects()], [name, link.project(name)], ["inherited images"]);
+  const offset = Math.max(0, parseInt(query.get("offset") || "0", 10) || 0);
+  const base = projectPath(name);
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
+  const [project, page] = await Promise.all([api(base), api(`${base}/base/images?${params}`)]);
+
+  const images = page.images;
+  const pager = h(
+    "div",
+    { class: "pager" },
+    offset > 0 ? h("a", { class: "button", id: "prev", href: link.base(name, { offset: Math.max(0, offset - PAGE_SIZE) }) }, "← previous") : null,
+    h("span", { id: "showing" }, images.length ? `images ${offset + 1}–${offset + images.length} of ${fmt(page.total)}` : "no images"),
+    page.more ? h("a", { class: "button", id: "next", href: link.base(name, { offset: offset + PAGE_SIZE }) }, "next →") : null,
+  );
+  const grid = h("div", { class: "grid", id: "grid" });
+  const cells = images.map((img) => {
+    const frame = imageFrame(img.width, img.height, "thumb");
+    const labels = Object.keys(img.labels || {});
+    grid.append(
+      // an adopted image is the project's own copy (same name): its page can be opened
+      gridCell(img.adopted ? link.image(name, img.name) : null, img.name, frame, [
+        img.split ? h("span", { class: "chip small" }, img.split) : null,
+        labels.map((c) => h("span", { class: "chip small class-chip" }, c)),
+        labels.length ? null : h("span", { class: "chip small muted" }, "no labels"),
+        img.adopted ? h("span", { class: "chip small adopted" }, "adopted") : null,
+      ]),
+    );
+    return { img, frame };
+  });
+  eachLimited(cells, async ({ img, frame }) => {
+    if (view !== state.view) return;
+    try {
+      const url = await blobUrl(`${baseImagePath(name, img.name)}/file`);
+      if (view !== state.view) return;
+      frame.show(url, img.annotations || [], false);
+    } catch (err) {
+      frame.fail(err);
+    }
+  });
+
+  return [
+    h("h1", null, `Inherited images of ${project.name}`),
+    h(
+      "p",
+      { class: "muted", id: "base-grid-note" },
+      `Read-only: the images of ${project.base || "the base"} that this project inherits (all but the base's test split), ` +
+        `with their labels under this project's class names. To correct one, adopt it: winnow project adopt ${project.name} NAME.`,
+    ),
+    pager,
+    images.length ? grid : empty("This fork inherits no images."),
   ];
 }
 
