@@ -23,12 +23,12 @@ class_app = typer.Typer(
 
 
 def _mapped(value: Any) -> str:
-    """A class map value as a person reads it."""
-    if value is None:
-        return "(dropped)"
-    if isinstance(value, dict):
-        return f"split by {value['by']!r} into {', '.join(value['into'])} (default {value['default']})"
-    return str(value)
+    """A class map value as a person reads it (a bare class name, unquoted)."""
+    from winnow.services.schema import describe_target
+
+    if isinstance(value, str):
+        return value
+    return "(dropped)" if value is None else describe_target(value)
 
 
 def _counts(labels: dict[str, int]) -> str:

@@ -106,28 +106,29 @@ def apply_base_migration(class_map: ClassMap, op: str, params: Mapping[str, Any]
         if old in class_map:
             value = class_map.pop(old)
             class_map[new] = value
-            notes.append(f"base renamed {old!r} to {new!r}; it stays {_shown(value)} here (`winnow class rename` to follow)")
+            notes.append(f"base renamed {old!r} to {new!r}; it stays {describe_target(value)} here (`winnow class rename` to follow)")
     elif op == "merge":
         sources, into = params["sources"], params["into"]
         values = [class_map.pop(s) for s in sources if s in class_map]
         if into not in class_map:
             distinct = {repr(v) for v in values}
             class_map[into] = values[0] if len(distinct) == 1 else into
-        notes.append(f"base merged {', '.join(map(repr, sources))} into {into!r}; it arrives as {_shown(class_map[into])}")
+        notes.append(f"base merged {', '.join(map(repr, sources))} into {into!r}; it arrives as {describe_target(class_map[into])}")
     elif op == "split":
         source, into = params["source"], params["into"]
         value = class_map.pop(source, source)
         for t in into:
             class_map.setdefault(t, value)
-        notes.append(f"base split {source!r} into {', '.join(map(repr, into))}; they arrive as {_shown(value)}")
+        notes.append(f"base split {source!r} into {', '.join(map(repr, into))}; they arrive as {describe_target(value)}")
     return notes
 
 
-def _shown(value: Any) -> str:
+def describe_target(value: Any) -> str:
+    """A class map value as a person reads it: a class name, ``dropped`` or the split rule."""
     if value is None:
         return "dropped"
     if isinstance(value, dict):
-        return f"split by {value['by']!r}"
+        return f"split by {value['by']!r} into {', '.join(value['into'])} (default {value['default']})"
     return repr(value)
 
 
