@@ -242,6 +242,10 @@ def test_a_base_model_is_scored_in_the_customers_class_names(tmp_path):
     assert "class:circle" in names(kept)
     assert renamed.report.slices.overall == pytest.approx(kept.report.slices.overall, abs=1e-9)
     assert renamed.report.slices.overall > 0  # the tiny model finds something, so the mapping matters
+    # renamed again after v1 was made: v1 is still scored with the map it was made with
+    rename_class(store, "cust", "disc", "ring", workspace="renamed-ws")
+    again = evaluate_model(store, "base-m", "cust", "v1", workspace="renamed-ws", n_bootstrap=50)
+    assert again.report.slices.overall == pytest.approx(kept.report.slices.overall, abs=1e-9)
 
 
 def test_winnow_compare_puts_the_base_model_and_the_customer_model_side_by_side(world, first, monkeypatch):

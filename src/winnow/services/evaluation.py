@@ -380,7 +380,7 @@ def evaluate_model(
         ]
         for p in predicted
     }
-    class_map = _model_class_map(store, model_ref, loaded.project_id, workspace)
+    class_map = _model_class_map(store, model_ref, loaded.project_id, workspace, loaded.manifest.recipe)
     if class_map is not None:  # a base model on a customer's version: its classes as the customer names them
         from winnow.services.schema import map_annotations
 
@@ -392,12 +392,12 @@ def evaluate_model(
     return ModelEvaluation(model_ref, loaded.project, loaded.version_id, split, report, {r.name: r.file for r in records})
 
 
-def _model_class_map(store: Any, model_ref: str, project_id: int, workspace: str) -> dict[str, Any] | None:
+def _model_class_map(store: Any, model_ref: str, project_id: int, workspace: str, recipe: dict[str, Any]) -> dict[str, Any] | None:
     from winnow.services.forks import model_class_map
     from winnow.services.training import resolve_model
 
     with store.read() as session:
-        return model_class_map(session, resolve_model(session, model_ref, workspace, include_base=True)[0], project_id)
+        return model_class_map(session, resolve_model(session, model_ref, workspace, include_base=True)[0], project_id, recipe)
 
 
 def _slice_scores(report: Any) -> dict[tuple[str, str], Any]:

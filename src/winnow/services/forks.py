@@ -554,13 +554,20 @@ def adopted_names(store: Store, project_id: int, names: list[str]) -> set[str]:
         return set(session.scalars(select(m.Image.name).where(m.Image.project_id == project_id, m.Image.name.in_(names))))
 
 
-def model_class_map(session: Session, model: m.Model, project_id: int) -> dict[str, Any] | None:
-    """How a model's class names read in ``project_id``: the fork's class map when the model is
-    its base's (a base model evaluated on a customer's test set), else ``None`` (no mapping)."""
+def model_class_map(
+    session: Session, model: m.Model, project_id: int, recipe: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """How a model's class names read in ``project_id``: a class map when the model is the fork's
+    base's (a base model evaluated on a customer's test set), else ``None`` (no mapping).
+
+    The map is the one the evaluated version was made with (``recipe["base"]["class_map"]``),
+    so a class renamed since then does not change how an old version is scored; the fork's
+    current map when no recipe is given."""
     fork = fork_row(session, project_id)
     if fork is None or model.project_id != fork.base_project_id:
         return None
-    return dict(fork.class_map)
+    made_with = (recipe or {}).get("base") or {}
+    return dict(made_with.get("class_map") or fork.class_map)
 
 
 def ensure_deletable(session: Session, project: m.Project) -> None:
