@@ -361,3 +361,17 @@ def test_api_train_passes_init_from_and_base_mix_through(world):
     finally:
         uv.should_exit = True
         thread.join(10)
+
+
+def test_a_base_models_classes_are_read_in_the_forks_names():
+    """A fork that renamed ``circle`` to ``ring``: the base model's ``circle`` head row is the
+    customer's ``ring`` (so it is copied, not re-learnt); dropped or split classes match nothing."""
+    from winnow.services.training import InitModel, _as_customer_names
+
+    init = InitModel("m" * 64, "base-m", "base", "torchvision:mobilenet_v3_small", ["circle", "square", "triangle", "star"], 32, 0.25, "")
+    split = {"by": "size", "into": ["big", "small"], "default": "big"}
+    recipe = {"base": {"project": "base", "class_map": {"circle": "ring", "square": "square", "triangle": None, "star": split}}}
+    assert _as_customer_names(init, recipe) == ["ring", "square", "triangle", "star"]
+    assert _as_customer_names(init, {}) == init.classes  # not a fork version
+    other = {"base": {"project": "another", "class_map": {"circle": "ring"}}}
+    assert _as_customer_names(init, other) == init.classes  # a fork of another project

@@ -357,6 +357,17 @@ def class_dependent_tensors(backend: Any, net: Any, num_classes: int, image_size
     return {k for k, v in net.state_dict().items() if k not in probe or tuple(probe[k].shape) != tuple(v.shape)}
 
 
+def _as_customer_names(init: InitModel, recipe: dict[str, Any]) -> list[str]:
+    """The init model's classes as the version names them: a fork's version made from the init
+    model's project reads the base's classes through its class map (``circle`` the customer
+    calls ``ring`` keeps its head row); any other model's classes as they are."""
+    base = recipe.get("base") or {}
+    class_map = base.get("class_map") or {}
+    if base.get("project") != init.project or not class_map:
+        return list(init.classes)
+    return [t if isinstance(t := class_map.get(c, c), str) else c for c in init.classes]
+
+
 def load_init_weights(
     net: Any,
     state: dict[str, Any],
@@ -687,9 +698,10 @@ def _train(
     init_info = None
     if init is not None:
         state = torch.load(store.blobs.path(init.weights), map_location="cpu", weights_only=True)
-        per_class = class_dependent_tensors(backend, net, len(classes), image_size, width) if init.classes != classes else set()
+        old_classes = _as_customer_names(init, loaded.manifest.recipe)
+        per_class = class_dependent_tensors(backend, net, len(classes), image_size, width) if old_classes != classes else set()
         init_info = init.describe() | load_init_weights(
-            net, state, old_classes=init.classes, new_classes=classes, per_class=per_class, offset=backend.class_row_offset()
+            net, state, old_classes=old_classes, new_classes=classes, per_class=per_class, offset=backend.class_row_offset()
         )
 
     def evaluate(epoch: int) -> dict[str, Any]:
