@@ -348,3 +348,67 @@ def test_the_shipped_examples_load(name):
     assert kinds[0] == "import" and "version" in kinds
     if name == "demo.yaml":  # the loop up to the next batch for the labelling team
         assert kinds[-4:] == ["train", "evaluate", "deploy", "select"]
+
+
+# ----------------------------------------------------------------------------- a customer's loop
+
+CUSTOMER = """
+name: cust-loop
+project: cust
+workspace: acme
+task: classify
+steps:
+  - uses: import
+    with: {builtin: shapes, images: 12, seed: 9, prefix: own}
+  - id: v
+    uses: version
+    with: {split: "train=0.7,valid=0.3", seed: 1}
+  - id: ft
+    uses: train
+    with: {version: "${steps.v.outputs.version}", from: base-m, base_mix: BASE_MIX, model: mobilenet_v3_small, epochs: 1,
+           image_size: 32, width: 0.25, batch_size: 8, pretrained: "no"}
+  - id: base_on_customer
+    uses: evaluate
+    with: {model: base-m, version: "${steps.v.outputs.version}", split: valid, bootstrap: 20}
+"""
+
+
+def test_a_customer_pipeline_fine_tunes_from_its_bases_model(tmp_path, monkeypatch):
+    """A fork's loop as a pipeline file: its own images, a version (with the inherited ones), a
+    fine-tune ``from`` the base's model with a ``base_mix``, and the base model evaluated on the
+    customer's images; a second run skips everything, a new base mix retrains only the model."""
+    from winnow.core.types import Task
+    from winnow.services.forks import fork_project
+    from winnow.services.ingest import import_records
+    from winnow.services.projects import create_project
+    from winnow.services.training import show_model, train_model
+    from winnow.services.versions import create_version
+
+    home = tmp_path / "home"
+    store = Store.open(home)
+    create_project(store, "base", "classify")
+    base = generate(tmp_path / "base", 20, seed=2, task=Task.CLASSIFY)
+    import_records(store, "base", base, tmp_path / "base")
+    create_version(store, "base", split="train=0.7,valid=0.3", seed=1)
+    base_m = train_model(store, "base", None, model="mobilenet_v3_small", epochs=1, image_size=32, width=0.25, batch_size=8,
+                         pretrained="no", name="base-m")
+    fork_project(store, "base", "v1", "cust", workspace="acme")
+
+    f = _write(tmp_path, CUSTOMER.replace("BASE_MIX", "0.5"))
+    first = _cli(home, "run", str(f), "--json", monkeypatch=monkeypatch)
+    assert first.exit_code == 0, first.output
+    out = {s["id"]: s["outputs"] for s in json.loads(first.stdout)["steps"]}
+    ft = show_model(store, out["ft"]["model"], workspace="acme")
+    assert ft.metrics["init"]["model"] == base_m.model and ft.params["init_from"] == base_m.model
+    mix = ft.metrics["mix"]
+    assert mix["base_mix"] == 0.5 and 0 < mix["base_train_images_used"] < mix["base_train_images_available"]
+    assert out["base_on_customer"]["model"] == base_m.model and out["base_on_customer"]["version"] == out["v"]["version"]
+
+    again = _cli(home, "run", str(f), "--json", monkeypatch=monkeypatch)
+    assert [s["status"] for s in json.loads(again.stdout)["steps"]] == ["skipped"] * 4
+
+    g = _write(tmp_path, CUSTOMER.replace("BASE_MIX", "0.25"), name="other.yaml")
+    third = _cli(home, "run", str(g), "--json", monkeypatch=monkeypatch)
+    steps = {s["id"]: s for s in json.loads(third.stdout)["steps"]}
+    assert steps["ft"]["status"] == "ran" and steps["ft"]["outputs"]["model"] != out["ft"]["model"]
+    assert steps["v"]["status"] == "skipped"

@@ -20,20 +20,27 @@ def _version_id(ctx: StepContext, ref: Any) -> str:
     return show_version(ctx.store, ctx.project, None if ref in (None, "latest") else str(ref), workspace=ctx.workspace).version
 
 
-def model_row(ctx: StepContext, ref: Any) -> tuple[str, str, str]:
-    """``(model id, name, version id)`` of the workspace's model ``ref`` (name or id prefix)."""
-    from winnow.services.training import show_model
+def model_row(ctx: StepContext, ref: Any, *, include_base: bool = False) -> tuple[str, str, str]:
+    """``(model id, name, version id)`` of the workspace's model ``ref`` (name or id prefix);
+    ``include_base``: also a model of the base project a customer project forks (read-only uses)."""
+    from winnow.services.training import resolve_model
 
     if not ref:
         raise InvalidInputError("'model' is required (a model name or id, or ${steps.ID.outputs.model})")
-    s = show_model(ctx.store, str(ref), workspace=ctx.workspace)
-    return s.model, s.name, s.version
+    with ctx.store.read() as session:
+        row, _ = resolve_model(session, str(ref), ctx.workspace, include_base=include_base)
+        return row.model_id, row.name, row.version_id
 
 
 def _train_inputs(ctx: StepContext) -> dict[str, Any]:
-    return {"project": [ctx.workspace, ctx.project], "version": _version_id(ctx, ctx.params.get("version"))} | {
+    inputs = {"project": [ctx.workspace, ctx.project], "version": _version_id(ctx, ctx.params.get("version"))} | {
         k: ctx.params.get(k) for k in _TRAIN_KEYS
     }
+    if init := ctx.params.get("from"):  # only when used, so the fingerprints of other trainings stay
+        inputs["from"] = model_row(ctx, init, include_base=True)[0]
+    if ctx.params.get("base_mix") is not None:
+        inputs["base_mix"] = ctx.params["base_mix"]
+    return inputs
 
 
 def _train_run(ctx: StepContext) -> dict[str, Any]:
@@ -43,6 +50,11 @@ def _train_run(ctx: StepContext) -> dict[str, Any]:
     kwargs = {k: p[k] for k in _TRAIN_KEYS if p.get(k) is not None}
     if "model" in kwargs:
         kwargs["model"] = str(kwargs["model"])
+    inputs = _train_inputs(ctx)
+    if "from" in inputs:
+        kwargs["init_from"] = inputs["from"]  # the model id: what the step's fingerprint holds
+    if p.get("base_mix") is not None:
+        kwargs["base_mix"] = float(p["base_mix"])
     s = train_model(ctx.store, ctx.project, _version_id(ctx, p.get("version")), workspace=ctx.workspace, **kwargs)
     if s.status != "ready":
         raise InvalidInputError(f"model {s.name} is {s.status}: {s.metrics.get('error', '')}")
@@ -80,6 +92,8 @@ register(StepKind(
         "seed": Param("int"),
         "pretrained": Param("text", help="auto, yes or no (never downloads)"),
         "width": Param("number"),
+        "from": Param("text", help="fine-tune from this model's weights (name or id; a customer may name its base's)"),
+        "base_mix": Param("number", help="share of a fork's inherited train images to train on, 0..1 (default: all)"),
     },
     outputs=("model", "name", "version", "backend", "created", "metrics", "loss", "split"),
     inputs=_train_inputs,
@@ -103,7 +117,7 @@ def _metric_arg(arg: str, params: dict[str, Any], task: str) -> None:
 
 
 def _evaluate_inputs(ctx: StepContext) -> dict[str, Any]:
-    model, _, trained_on = model_row(ctx, ctx.params.get("model"))
+    model, _, trained_on = model_row(ctx, ctx.params.get("model"), include_base=True)
     ref = ctx.params.get("version")
     version = _version_id(ctx, ref) if ref is not None else trained_on
     keep = ("split", "score_threshold", "bootstrap")
@@ -165,6 +179,19 @@ def _evaluate_env(out: dict[str, Any], task: str) -> GateEnv:
     )
 
 
+def _evaluated_model_ready(ctx: StepContext, out: dict[str, Any]) -> bool:
+    """The evaluated model is still registered and ready (a fork may have evaluated its base's)."""
+    from winnow.errors import NotFoundError
+    from winnow.services.training import resolve_model
+
+    try:
+        with ctx.store.read() as session:
+            row, _ = resolve_model(session, out["model"], ctx.workspace, include_base=True)
+            return row.model_id == out["model"] and row.status == "ready"
+    except (NotFoundError, InvalidInputError, KeyError):
+        return False
+
+
 register(StepKind(
     name="evaluate",
     help="Evaluate a model on a split of a version, overall and by slice.",
@@ -178,7 +205,7 @@ register(StepKind(
     outputs=("model", "version", "split", "metric", "metrics", "overall", "images", "slices", "worst_slices"),
     inputs=_evaluate_inputs,
     run=_evaluate_run,
-    still_valid=lambda ctx, out: _train_valid(ctx, out),
+    still_valid=lambda ctx, out: _evaluated_model_ready(ctx, out),
     gate_names=lambda task: None,
     gate_functions={"min_slice": _metric_arg, "max_slice": _metric_arg, "slice": None},
     gate_env=_evaluate_env,
