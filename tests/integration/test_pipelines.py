@@ -400,6 +400,7 @@ def test_a_customer_pipeline_fine_tunes_from_its_bases_model(tmp_path, monkeypat
     out = {s["id"]: s["outputs"] for s in json.loads(first.stdout)["steps"]}
     ft = show_model(store, out["ft"]["model"], workspace="acme")
     assert ft.metrics["init"]["model"] == base_m.model and ft.params["init_from"] == base_m.model
+    assert ft.name == "cust-mobilenet_v3_small-v1", "a fork's models are named apart from its base's"
     mix = ft.metrics["mix"]
     assert mix["base_mix"] == 0.5 and 0 < mix["base_train_images_used"] < mix["base_train_images_available"]
     assert out["base_on_customer"]["model"] == base_m.model and out["base_on_customer"]["version"] == out["v"]["version"]

@@ -265,6 +265,13 @@ def _unique_name(session: Session, workspace: str, wanted: str | None, default: 
     return name
 
 
+def _default_name(session: Session, project: m.Project, backend: str, version_number: int) -> str:
+    """``ssdlite-v3``; in a customer project (a fork) ``<project>-ssdlite-v3``, so its models never
+    take the names of its base's (which the customer also reads, by name, through the fork)."""
+    base = f"{backend.replace(':', '-')}-v{version_number}"
+    return f"{project.name}-{base}" if session.get(m.ProjectFork, project.id) is not None else base
+
+
 def compare_predictions(a: Sequence[Any], b: Sequence[Any], *, box_rtol: float = 1e-3, score_atol: float = 1e-4) -> dict[str, Any]:
     """How far two engines' predictions (lists of :class:`~winnow.train.base.Prediction`) are
     apart. Each prediction of ``a`` is matched to one of ``b`` with the same label and a score
@@ -608,7 +615,7 @@ def train_model(
         row = m.Model(
             project_id=proj.id,
             model_id=model_id,
-            name=_unique_name(session, workspace, name, f"{backend.name.replace(':', '-')}-v{loaded.number}"),
+            name=_unique_name(session, workspace, name, _default_name(session, proj, backend.name, loaded.number)),
             version_id=loaded.version_id,
             backend=backend.name,
             task=task.value,
