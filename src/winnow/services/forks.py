@@ -582,9 +582,3 @@ def ensure_deletable(session: Session, project: m.Project) -> None:
         names = ", ".join(f"{ws}/{p}" for p, ws in forks[:5])
         raise ConflictError(f"project {project.name!r} is the base of {len(forks)} fork(s) ({names}); delete them first")
 
-
-__all__ = [
-    "INHERITED_PREFIX", "ForkInfo", "Inherited", "RebaseReport", "adopt_images", "ensure_deletable", "fork_project",
-    "fork_row", "image_revision", "inherited_records", "list_forks", "rebase", "show_fork",
-    "visible_base_project_ids",
-]
