@@ -79,16 +79,17 @@ def propose_cmd(
 
 @mr_app.command("list")
 def mr_list(
-    base: Annotated[str, typer.Argument(help="The base project.")],
+    base: Annotated[str, typer.Argument(help="The base project (with --proposed: the customer project).")],
     state: Annotated[str | None, typer.Option("--state", help="open, accepted or rejected.")] = None,
+    proposed: Annotated[bool, typer.Option("--proposed", help="The requests this customer project proposed to its base.")] = False,
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     as_json: JsonOpt = False,
 ) -> None:
-    """The merge requests proposed to BASE, oldest first."""
-    from winnow.services.merge_requests import list_requests
+    """The merge requests proposed to BASE (or, with --proposed, by a customer project), oldest first."""
+    from winnow.services.merge_requests import list_proposals, list_requests
 
     with _errors(as_json):
-        rows = list_requests(_store(), base, workspace=workspace, state=state)
+        rows = (list_proposals if proposed else list_requests)(_store(), base, workspace=workspace, state=state)
     if as_json:
         _emit_json({"merge_requests": [r.as_dict() for r in rows]})
         return

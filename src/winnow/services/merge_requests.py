@@ -365,6 +365,21 @@ def propose(
         return _info(session, mr, with_items=True)
 
 
+def list_proposals(
+    store: Store, project: str, *, workspace: str = DEFAULT_WORKSPACE, state: str | None = None
+) -> list[MergeRequestInfo]:
+    """The merge requests ``project`` (a customer) proposed to its base, oldest first, with their
+    state: what the customer sees of its proposals (the base's decisions included)."""
+    if state is not None and state not in STATES:
+        raise InvalidInputError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    with store.read() as session:
+        proj = get_project(session, project, workspace)
+        q = select(m.MergeRequest).where(m.MergeRequest.source_project_id == proj.id)
+        if state is not None:
+            q = q.where(m.MergeRequest.state == state)
+        return [_info(session, mr, with_items=False) for mr in session.scalars(q.order_by(m.MergeRequest.id))]
+
+
 # ----------------------------------------------------------------------------- the base side
 
 

@@ -104,6 +104,9 @@ def test_reject_over_the_api_leaves_the_base_as_it_was(server, world):
         r = base.post(f"/projects/base/merge-requests/{mr['id']}/reject", json={"reason": "out of scope"})
         assert r.status_code == 200 and r.json()["state"] == "rejected" and r.json()["report"]["reason"] == "out of scope"
         assert images_of(base, "base") == before
+        mine = cust.get("/projects/acme/merge-requests", params={"proposed": "true"}).json()["merge_requests"]
+        assert [(x["id"], x["state"]) for x in mine] == [(mr["id"], "rejected")], "the customer sees the base's decision"
+        assert cust.get("/projects/acme/merge-requests").json()["merge_requests"] == []  # none proposed *to* acme
         assert base.post(f"/projects/base/merge-requests/{mr['id']}/accept", json={"force": True}).status_code == 409
         assert base.post(f"/projects/base/merge-requests/{mr['id']}/reject", json={"why": "x"}).status_code == 422
         assert base.get("/projects/base/merge-requests", params={"state": "merged"}).status_code == 422

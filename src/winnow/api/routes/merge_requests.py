@@ -66,9 +66,12 @@ def list_requests(
     ctx: Context = Read,
     page: Page = Depends(),
     state: Literal["open", "accepted", "rejected"] | None = Query(default=None),
+    proposed: bool = Query(default=False, description="the requests this (customer) project proposed, with the base's decisions"),
 ) -> dict:
-    """The merge requests proposed to the (base) project, oldest first, without their items."""
-    rows = svc.list_requests(ctx.store, project, workspace=ctx.workspace, state=state)
+    """The merge requests proposed to the (base) project, oldest first, without their items; with
+    ``proposed=true``, the ones this (customer) project proposed to its base."""
+    listing = svc.list_proposals if proposed else svc.list_requests
+    rows = listing(ctx.store, project, workspace=ctx.workspace, state=state)
     return page.of("merge_requests", [r.as_dict() for r in rows])
 
 
