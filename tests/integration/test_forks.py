@@ -178,7 +178,7 @@ def test_fork_version_inherits_the_base_and_keeps_its_own_test_set(tmp_path):
     assert all(ORIGIN_KEY not in got[n].metadata for n in own_names)
     assert "circle" not in v.classes and "ring" in v.classes
     assert v.splitting["inherited"] == {"images": len(inherited), "adopted": 0, "in_customer_test": 0,
-                                        "test": len(base_test), "no_labels": 0}
+                                        "near_customer_test": 0, "test": len(base_test), "no_labels": 0}
     assert v.recipe["base"]["version"] == load_version(store, "base", "v1").version_id
     assert v.recipe["base"]["class_map"]["circle"] == "ring"
 
@@ -211,6 +211,32 @@ def test_customer_test_image_with_base_bytes_keeps_the_base_copy_out(tmp_path):
     assert "base/" + base_rec.name not in got
     assert [r.name for r in got.values() if r.sha256 == base_rec.sha256] == ["images/mine.png"]
     assert version(store).splitting["inherited"]["in_customer_test"] == 1
+
+
+def test_a_near_copy_of_a_customer_test_image_is_not_inherited(tmp_path):
+    """The customer's test image is the base picture at half size (other bytes): with the
+    near-duplicate rule on (the default), the base's copy stays out of the customer's version."""
+    from PIL import Image as PILImage
+
+    store = make_base(tmp_path)
+    fork_project(store, "base", "v1", "acme", workspace=CUSTOMER_WS)
+    base_rec = next(r for r in non_test_base(store).values() if r.split == "train")
+    src = tmp_path / "near"
+    (src / "images").mkdir(parents=True)
+    with PILImage.open(base_rec.file) as im:
+        im.resize((im.width // 2, im.height // 2), PILImage.Resampling.BILINEAR).save(src / "images" / "mine.png")
+    half = [type(a)(label=a.label, bbox=tuple(v / 2 for v in a.bbox)) for a in base_rec.annotations]
+    rec = ImageRecord(name="images/mine.png", width=base_rec.width // 2, height=base_rec.height // 2, annotations=half,
+                      file=src / "images" / "mine.png")
+    import_records(store, "acme", Dataset(classes=list(SHAPES), images=[rec]), src, workspace=CUSTOMER_WS, split="test")
+
+    near = create_version(store, "acme", workspace=CUSTOMER_WS)  # near_duplicates=True
+    got = manifest(store, "acme", near.version, CUSTOMER_WS)
+    assert "base/" + base_rec.name not in got and got["images/mine.png"].split == "test"
+    assert near.splitting["inherited"]["near_customer_test"] >= 1
+    plain = version(store)  # near_duplicates=False: only the same bytes are left out
+    assert "base/" + base_rec.name in manifest(store, "acme", plain.version, CUSTOMER_WS)
+    assert plain.splitting["inherited"]["near_customer_test"] == 0
 
 
 # ----------------------------------------------------------------------------- rebase

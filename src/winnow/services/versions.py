@@ -202,12 +202,13 @@ def _parent_splits(store: Store, project: str, workspace: str) -> tuple[str, dic
 
 
 def _add_inherited(
-    store: Store, project: str, workspace: str, records: list[ImageRecord], label_steps: list[dict[str, Any]]
+    store: Store, project: str, workspace: str, records: list[ImageRecord], label_steps: list[dict[str, Any]], near: bool
 ) -> tuple[list[ImageRecord], list[str], dict[str, Any], dict[str, int]] | None:
     """A fork's version: its own records plus the inherited ones (see services/forks.py), sorted
     by name; ``None`` for a project that is no fork. An inherited image is left out when the
-    customer adopted it (its own copy stands in) or when its bytes are in the customer's test
-    split (so the customer's test set does not leak into training)."""
+    customer adopted it (its own copy stands in), or when it is a copy of an image in the
+    customer's test split - the same bytes, or (``near``) a near duplicate by the duplicate checks'
+    rule - so the customer's test set does not leak into training."""
     from winnow.services.forks import inherited_records
     from winnow.versions import transforms
 
@@ -215,24 +216,47 @@ def _add_inherited(
     if inherited is None:
         return None
     own_names = {r.name for r in records}
-    own_test = {r.sha256 for r in records if r.split == "test"}
-    stats = {"images": 0, "adopted": 0, "in_customer_test": 0} | inherited.left_out
-    merged = list(records)
+    own_test = [r for r in records if r.split == "test"]
+    test_shas = {r.sha256 for r in own_test}
+    stats = {"images": 0, "adopted": 0, "in_customer_test": 0, "near_customer_test": 0} | inherited.left_out
+    kept: list[ImageRecord] = []
     for rec in inherited.records:
         if rec.name in own_names:
             stats["adopted"] += 1
             continue
-        if rec.sha256 in own_test:
+        if rec.sha256 in test_shas:
             stats["in_customer_test"] += 1
             continue
         anns = transforms.apply_label_steps(rec.annotations, label_steps)
         if anns is None:
             continue
         rec.annotations = anns
-        merged.append(rec)
-        stats["images"] += 1
-    merged.sort(key=lambda r: r.name)
-    return merged, inherited.classes, inherited.recipe, stats
+        kept.append(rec)
+    if near and own_test and kept:
+        near_test = _near_customer_test(store, project, workspace, own_test, kept)
+        stats["near_customer_test"] = len(near_test)
+        kept = [r for r in kept if r.name not in near_test]
+    stats["images"] = len(kept)
+    return sorted([*records, *kept], key=lambda r: r.name), inherited.classes, inherited.recipe, stats
+
+
+def _near_customer_test(
+    store: Store, project: str, workspace: str, own_test: list[ImageRecord], inherited: list[ImageRecord]
+) -> set[str]:
+    """The inherited images that are near duplicates of a customer test image (the duplicate
+    checks' rule: the hash tier, then the embedding of the candidates only; cached by blob)."""
+    from winnow.quality.duplicates import duplicate_groups
+    from winnow.quality.view import ProjectView
+
+    probe = Dataset(classes=[], images=[*own_test, *inherited], task=Task.DETECT)
+    view = ProjectView(store, project, workspace=workspace, dataset=probe)
+    test_names = {r.name for r in own_test}
+    out: set[str] = set()
+    for group in duplicate_groups(view, near=True):
+        names = set(group.names)
+        if group.kind == "near" and names & test_names:
+            out |= names - test_names
+    return out
 
 
 def _schema_facts(session: Session, project_id: int, base: dict[str, Any] | None) -> dict[str, Any]:
@@ -310,7 +334,7 @@ def create_version(
         "units": plan.units,
         "moved": [records[i].name for i in plan.moved],
     }
-    base = _add_inherited(store, project, workspace, records, labelled)
+    base = _add_inherited(store, project, workspace, records, labelled, near_duplicates)
     if base is not None:
         records, inherited_classes, recipe["base"], splitting["inherited"] = base
         used = {a.label for r in records for a in r.annotations}
