@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, String, select, type_coerce
+from sqlalchemy import Select, String, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from winnow.config import DEFAULT_WORKSPACE
@@ -249,6 +249,22 @@ def list_images(
                 )
             )
         return rows
+
+
+def count_images(
+    store: Store,
+    project_name: str,
+    *,
+    workspace: str = DEFAULT_WORKSPACE,
+    class_name: str | None = None,
+    tag: str | None = None,
+    split: str | None = None,
+) -> int:
+    """How many images :func:`list_images` pages through with the same filters."""
+    with store.read() as session:
+        project = get_project(session, project_name, workspace)
+        q = _image_query(project.id, class_name=class_name, tag=tag, split=split).order_by(None)
+        return session.scalar(select(func.count()).select_from(q.with_only_columns(m.Image.id).subquery())) or 0
 
 
 @dataclass

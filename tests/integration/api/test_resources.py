@@ -241,6 +241,8 @@ def test_the_image_list_can_carry_each_images_annotations(server, shapes):
         rich = c.get("/projects/shapes/images?limit=5&annotations=true").json()["images"]
         assert [r["name"] for r in rich] == [r["name"] for r in plain] and len(rich) == 5
         assert all("annotation_list" not in r for r in plain)
+        assert c.get("/projects/shapes/images?limit=5").json()["total"] == 24  # every image, not the page
+        assert c.get("/projects/shapes/images?split=test").json()["total"] == 0
         for row in rich:
             detail = c.get(f"/projects/shapes/images/{row['name']}").json()
             assert row["annotation_list"] == detail["annotations"] and len(row["annotation_list"]) == row["annotations"] > 0

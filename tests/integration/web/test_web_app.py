@@ -255,6 +255,7 @@ def test_the_grid_pages_and_filters_and_draws_every_box(page, site):
     grid_loaded(page)
     names = sorted(site["labels"])
     assert page.locator("#grid .cell").count() == PAGE_SIZE
+    assert page.locator("#showing").inner_text() == f"images 1–{PAGE_SIZE} of {len(names)}"
     shown = page.locator("#grid .cell-name").all_inner_texts()
     assert shown == names[:PAGE_SIZE] and shown[0] == EVIL_IMAGE  # the HTML name as text
     for cell in page.locator("#grid .cell").all()[:8]:
@@ -274,6 +275,7 @@ def test_the_grid_pages_and_filters_and_draws_every_box(page, site):
     valid = sorted(n for n, s in site["splits"].items() if s == "valid")
     page.wait_for_function(f"() => document.querySelectorAll('#grid .cell').length === {len(valid)} && !location.hash.includes('offset')")
     assert page.locator("#grid .cell-name").all_inner_texts() == valid
+    assert page.locator("#showing").inner_text() == f"images 1–{len(valid)} of {len(valid)}"  # the total follows the filter
     assert "split=valid" in page.url
 
     page.select_option("#filter-class", EVIL)  # an HTML class name as a filter value

@@ -106,7 +106,9 @@ def list_images(
         ctx.store, project, workspace=ctx.workspace, class_name=class_name, tag=tag, split=split, limit=limit + 1, offset=offset,
         with_annotations=annotations,
     )
-    return {"images": [r.as_dict() for r in rows[:limit]], "offset": offset, "limit": limit, "more": len(rows) > limit}
+    total = datasets.count_images(ctx.store, project, workspace=ctx.workspace, class_name=class_name, tag=tag, split=split)
+    return {"images": [r.as_dict() for r in rows[:limit]], "offset": offset, "limit": limit, "more": len(rows) > limit,
+            "total": total}
 
 
 @router.get("/projects/{project}/images/{name:path}/file")

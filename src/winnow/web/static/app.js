@@ -819,7 +819,7 @@ async function gridView(name, query, view) {
     "div",
     { class: "pager" },
     offset > 0 ? h("a", { class: "button", id: "prev", href: link.images(name, Object.assign({}, filters, { offset: Math.max(0, offset - PAGE_SIZE) })) }, "← previous") : null,
-    h("span", { id: "showing" }, images.length ? `images ${first}–${offset + images.length}` : "no images"),
+    h("span", { id: "showing" }, images.length ? `images ${first}–${offset + images.length} of ${fmt(page.total)}` : "no images"),
     page.more ? h("a", { class: "button", id: "next", href: link.images(name, Object.assign({}, filters, { offset: offset + PAGE_SIZE })) }, "next →") : null,
   );
 
