@@ -370,11 +370,16 @@ def list_proposals(
 ) -> list[MergeRequestInfo]:
     """The merge requests ``project`` (a customer) proposed to its base, oldest first, with their
     state: what the customer sees of its proposals (the base's decisions included)."""
+    return _listing(store, project, workspace, state, m.MergeRequest.source_project_id)
+
+
+def _listing(store: Store, project: str, workspace: str, state: str | None, column: Any) -> list[MergeRequestInfo]:
+    """The merge requests whose ``column`` (base or source project) is ``project``, without items."""
     if state is not None and state not in STATES:
         raise InvalidInputError(f"state must be one of {', '.join(STATES)}, got {state!r}")
     with store.read() as session:
         proj = get_project(session, project, workspace)
-        q = select(m.MergeRequest).where(m.MergeRequest.source_project_id == proj.id)
+        q = select(m.MergeRequest).where(column == proj.id)
         if state is not None:
             q = q.where(m.MergeRequest.state == state)
         return [_info(session, mr, with_items=False) for mr in session.scalars(q.order_by(m.MergeRequest.id))]
@@ -387,14 +392,7 @@ def list_requests(
     store: Store, base: str, *, workspace: str = DEFAULT_WORKSPACE, state: str | None = None
 ) -> list[MergeRequestInfo]:
     """The merge requests proposed to ``base`` (oldest first), without their items."""
-    if state is not None and state not in STATES:
-        raise InvalidInputError(f"state must be one of {', '.join(STATES)}, got {state!r}")
-    with store.read() as session:
-        proj = get_project(session, base, workspace)
-        q = select(m.MergeRequest).where(m.MergeRequest.base_project_id == proj.id)
-        if state is not None:
-            q = q.where(m.MergeRequest.state == state)
-        return [_info(session, mr, with_items=False) for mr in session.scalars(q.order_by(m.MergeRequest.id))]
+    return _listing(store, base, workspace, state, m.MergeRequest.base_project_id)
 
 
 def show_request(store: Store, base: str, request_id: int, *, workspace: str = DEFAULT_WORKSPACE) -> MergeRequestInfo:
