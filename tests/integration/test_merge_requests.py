@@ -200,6 +200,31 @@ def test_a_conflicting_relabel_is_skipped_and_reported_then_forced(world):
     assert labels_of(store, "base", adopted[1], BASE_WS) == [("triangle", (10.0, 10.0, 40.0, 40.0))]
 
 
+def test_after_a_rebase_relabels_are_checked_against_the_new_base_version(world):
+    """The base renames a class of an adopted image and makes v2; the customer rebases. Its
+    proposal for that image is checked against v2's labels (no conflict), and undoing the
+    rebase puts the image's recorded base revision back."""
+    store, adopted = world
+    target = "base/" + adopted[0]
+    with store.read() as s:
+        override = s.scalar(select(m.ForkOverride).where(m.ForkOverride.base_name == adopted[0]))
+        v1_revision = override.base_revision
+    renamed = get_image(store, "base", adopted[0], workspace=BASE_WS).annotations[0].label
+    schema.rename_class(store, "base", renamed, renamed + "-v2", workspace=BASE_WS)
+    versions.create_version(store, "base", workspace=BASE_WS)
+    report = forks.rebase(store, "acme", "v2", workspace=CUST_WS)
+    assert report.conflicts == [] and target not in report.followed  # a rename is no change in the customer's names
+
+    mr = mrs.propose(store, "acme", workspace=CUST_WS, images=[target])
+    assert mr.items[0]["base_revision"] != v1_revision
+    done = mrs.accept(store, "base", mr.id, workspace=BASE_WS, user="boss")
+    assert done.report["conflicts"] == [] and done.report["applied"] == [target]
+
+    undo(store, "acme", workspace=CUST_WS)  # the rebase
+    with store.read() as s:
+        assert s.scalar(select(m.ForkOverride).where(m.ForkOverride.base_name == adopted[0])).base_revision == v1_revision
+
+
 def test_undo_of_the_accept_restores_the_base_exactly(world):
     store, _ = world
     before = base_rows(store)

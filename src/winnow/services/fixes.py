@@ -249,11 +249,13 @@ def undo(store: Store, project: str, change_id: int | None = None, *, workspace:
                 if done.rowcount == 0:
                     raise ConflictError(f"cannot undo change {change.id}: annotation id {op['id']} no longer exists")
             elif kind == "update_fork":  # a rebase: the fork goes back to the base version it was on
-                fork = session.get(m.ProjectFork, op["project_id"])
+                fork, before = session.get(m.ProjectFork, op["project_id"]), op["before"]
                 if fork is not None:
-                    before = op["before"]
                     fork.base_version_id, fork.class_map = before["base_version_id"], before["class_map"]
                     fork.rebased_at = datetime.fromisoformat(before["rebased_at"]) if before["rebased_at"] else None
+                for image_id, revision in before.get("base_revisions", {}).items():
+                    if (override := session.get(m.ForkOverride, int(image_id))) is not None:
+                        override.base_revision = revision
             elif kind == "insert_image":  # an image a change added (an adopted inherited image)
                 session.execute(delete(m.Image).where(m.Image.id == op["id"], m.Image.project_id == proj.id))
             elif kind == "insert_annotation":  # e.g. predictions stored as pre-labels

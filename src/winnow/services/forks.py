@@ -332,7 +332,7 @@ def adopt_images(
                 session.add(m.ImageMetadata(image_id=image.id, key=key, value=value))
             session.add(m.ForkOverride(
                 image_id=image.id, project_id=proj.id, base_name=base_name,
-                base_revision=image_revision(by_name[base_name].annotations), own_revision=image_revision(rec.annotations),
+                base_revision=image_revision(by_name[base_name].annotations),
             ))
             adopted.append(rec.name)
         session.flush()
@@ -412,7 +412,7 @@ def rebase(
         migrations = [(r.op, dict(r.params)) for r in migrations_between(session, base.id, old_seq, new_seq)]
         class_map = dict(fork.class_map)
         old_map = dict(fork.class_map)
-        overrides = [(o.image_id, o.base_name, o.base_revision, o.own_revision) for o in
+        overrides = [(o.image_id, o.base_name) for o in
                      session.scalars(select(m.ForkOverride).where(m.ForkOverride.project_id == proj.id))]
         old_facts = (base.name, base_ws, old_version.version_id)
         new_facts = (base.name, base_ws, new_version.version_id)
@@ -451,8 +451,9 @@ def rebase(
     followed: list[str] = []
     conflicts: list[dict[str, Any]] = []
     removed: list[str] = []
-    plan: list[tuple[int, list[Annotation] | None, str, str]] = []  # (image id, new labels or None = keep, base rev, own rev)
-    for image_id, base_name, _base_rev, _own_rev in overrides:
+    relabel: dict[int, list[Annotation]] = {}  # adopted image id -> the base's labels it takes
+    revisions: dict[int, str] = {}  # adopted image id -> its revision in the new base version
+    for image_id, base_name in overrides:
         mine = by_id.get(image_id)
         if mine is None:
             continue
@@ -460,16 +461,16 @@ def rebase(
         if upstream is None:
             removed.append(mine.name)
             continue
+        revisions[image_id] = image_revision(upstream.annotations)
         # compared in the customer's class names, so renames on either side are no change
         before = map_annotations(old_map, old_by_name[base_name].annotations) if base_name in old_by_name else []
         after = map_annotations(class_map, upstream.annotations)
         said_before, said_after, said_mine = _said(before), _said(after), _said(mine.annotations)
         if said_after in (said_before, said_mine):
             continue  # the base did not change it, or both made the same change
-        new_rev, theirs_rev = image_revision(upstream.annotations), image_revision(after)
         if said_mine == said_before:  # only the base changed it
             followed.append(mine.name)
-            plan.append((image_id, after, new_rev, theirs_rev))
+            relabel[image_id] = after
             continue
         conflicts.append({
             "image": mine.name,
@@ -478,7 +479,8 @@ def rebase(
             "customer": _labels(mine.annotations),
             "kept": "theirs" if theirs else "ours",
         })
-        plan.append((image_id, after, new_rev, theirs_rev) if theirs else (image_id, None, new_rev, image_revision(mine.annotations)))
+        if theirs:
+            relabel[image_id] = after
 
     report = RebaseReport(
         project=project, base_project=old_facts[0], from_version=old_facts[2], to_version=new_facts[2],
@@ -499,19 +501,19 @@ def rebase(
         ops: list[dict[str, Any]] = [{
             "op": "update_fork", "project_id": proj.id,
             "before": {"base_version_id": fork.base_version_id, "class_map": dict(fork.class_map),
-                       "rebased_at": fork.rebased_at.isoformat() if fork.rebased_at else None},
+                       "rebased_at": fork.rebased_at.isoformat() if fork.rebased_at else None,
+                       "base_revisions": {str(i): session.get(m.ForkOverride, i).base_revision for i in revisions}},
         }]
         cache: dict[str, int] = {}
-        for image_id, labels, base_rev, own_rev in plan:
-            if labels is not None:
-                replace_labels(session, proj.id, image_id, labels, source=None, user=user, ops=ops, cache=cache)
-            override = session.get(m.ForkOverride, image_id)
-            override.base_revision, override.own_revision = base_rev, own_rev
+        for image_id, labels in relabel.items():
+            replace_labels(session, proj.id, image_id, labels, source=None, user=user, ops=ops, cache=cache)
+        for image_id, revision in revisions.items():  # what a merge request of these images is checked against
+            session.get(m.ForkOverride, image_id).base_revision = revision
         fork.base_version_id = new_facts[2]
         fork.class_map = class_map
         fork.rebased_at = m.utcnow()
         record_change(
-            session, proj.id, "rebase", f"rebase onto {old_facts[0]}@v{numbers[1]} ({sum(p[1] is not None for p in plan)} adopted images relabelled)", ops, user
+            session, proj.id, "rebase", f"rebase onto {old_facts[0]}@v{numbers[1]} ({len(relabel)} adopted images relabelled)", ops, user
         )
         history = list(get_setting(session, proj.id, REBASES_SETTING) or [])
         history.append({"at": m.utcnow().isoformat(timespec="seconds") + "Z", "by": user} | report.as_dict())

@@ -394,8 +394,8 @@ class ForkOverride(Base):
     """An inherited image the customer adopted (copied on write) to change its labels.
 
     ``base_revision``: the image's revision in the base version it was adopted from (or last
-    rebased onto); ``own_revision``: the customer copy's revision right after that, so a rebase can
-    tell "the base changed it", "the customer changed it" and both (a conflict).
+    rebased onto): a merge request proposing new labels for it is checked against it, so a base
+    that changed the image meanwhile is a conflict. (A rebase compares label contents itself.)
     """
 
     __tablename__ = "fork_overrides"
@@ -404,7 +404,6 @@ class ForkOverride(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     base_name: Mapped[str] = mapped_column(Text)
     base_revision: Mapped[str] = mapped_column(String(64))
-    own_revision: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
