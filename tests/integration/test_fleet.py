@@ -126,9 +126,9 @@ def test_a_second_call_reads_the_cache_and_predicts_nothing(world, first, monkey
     acme = _by_project(first.doc)["acme"]
     path = fleet_svc.cache_path(world.store, world.acme_model.model, acme["version"]["version"], "test")
     assert json.loads(path.read_text())["score"] == acme["score"]
-    # the base model on a fork is keyed by the fork's class map as well
+    # the base model: one entry per customer version (the version records the class map it reads through)
     cached = sorted(p.name for p in (world.store.home / "cache" / fleet_svc.CACHE_TABLE / world.base_model.model).iterdir())
-    assert len(cached) == 2 and all(name.count("-") == 2 for name in cached)
+    assert cached == sorted(f"{c['version']['version']}-test.json" for c in first.doc["customers"])
 
 
 def test_a_given_base_model_must_be_the_base_projects(world):

@@ -21,14 +21,13 @@ split), so both models are judged on the customer's data alone.
 
 **Cache.** An evaluation runs the model on every test image; its summary (score, slices, worst
 slice) is kept as JSON under ``<home>/cache/evaluations-v1/<model id>/<version id>-<split>.json``
-(``...-<class map digest>.json`` for a base model on a fork, whose classes are read through the
-fork's class map). Models and versions are immutable, so an entry never goes stale; a second
+(a base model on a fork's version reads its classes through the class map that version recorded,
+so the ids decide it too). Models and versions are immutable, so an entry never goes stale; a second
 ``fleet`` call reads them and predicts nothing. Changing what a summary holds bumps ``v1``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -60,14 +59,11 @@ _KEPT_WORST = 3
 # ----------------------------------------------------------------------------- cached evaluations
 
 
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def cache_path(store: Store, model_id: str, version_id: str, split: str, class_map: dict[str, Any] | None = None) -> Path:
-    """Where the summary of ``model_id`` evaluated on ``version_id``'s ``split`` is kept."""
-    stem = f"{version_id}-{split}" + (f"-{_digest(class_map)}" if class_map is not None else "")
-    return store.home / "cache" / CACHE_TABLE / model_id / f"{stem}.json"
+def cache_path(store: Store, model_id: str, version_id: str, split: str) -> Path:
+    """Where the summary of ``model_id`` evaluated on ``version_id``'s ``split`` is kept. The
+    three ids decide the evaluation: a base model on a fork's version reads its classes through
+    the class map that version was made with, which is part of the version's id."""
+    return store.home / "cache" / CACHE_TABLE / model_id / f"{version_id}-{split}.json"
 
 
 def _slice(s: Any) -> dict[str, Any]:
@@ -118,13 +114,12 @@ class Evaluations:
         self.cached = 0
         self.seconds = 0.0
 
-    def get(self, model_id: str, project: str, version_id: str, *, split: str = "test", workspace: str,
-            class_map: dict[str, Any] | None = None) -> dict[str, Any]:
+    def get(self, model_id: str, project: str, version_id: str, *, split: str = "test", workspace: str) -> dict[str, Any]:
         """The summary of ``model_id`` on ``split`` of ``project@version_id`` (in ``workspace``,
         where a base model resolves through the fork), from the cache or evaluated now."""
         from winnow.services.evaluation import evaluate_model
 
-        path = cache_path(self.store, model_id, version_id, split, class_map)
+        path = cache_path(self.store, model_id, version_id, split)
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
             if doc.get("model") == model_id and doc.get("version") == version_id and doc.get("split") == split:
@@ -185,20 +180,6 @@ def _given_base_model(store: Store, ref: str, base: str, workspace: str) -> dict
         if row.status != "ready":
             raise InvalidInputError(f"model {row.name!r} ({row.model_id[:12]}) is {row.status}; only a ready model can be evaluated")
         return _model_facts(row, project, "given")
-
-
-def _class_map(store: Store, model_id: str, project: str, workspace: str) -> dict[str, Any] | None:
-    """The fork's class map when ``model_id`` is its base's (what ``evaluate_model`` maps through)."""
-    from sqlalchemy import select
-
-    from winnow.services.forks import model_class_map
-    from winnow.services.projects import get_project
-    from winnow.store import models as m
-
-    with store.read() as session:
-        proj = get_project(session, project, workspace)
-        row = session.scalar(select(m.Model).where(m.Model.model_id == model_id))
-        return None if row is None else model_class_map(session, row, proj.id)
 
 
 def _counts(summary_counts: dict[str, Any], splits: tuple[str, ...]) -> tuple[int, int]:
@@ -288,8 +269,7 @@ def _customer(store: Store, info: Any, base_model: dict[str, Any] | None, evalua
             if model is not None:
                 mine = evaluations.get(model["model"], project, loaded.version_id, split=split, workspace=ws)
             if base_model is not None:
-                cmap = _class_map(store, base_model["model"], project, ws)
-                theirs = evaluations.get(base_model["model"], project, loaded.version_id, split=split, workspace=ws, class_map=cmap)
+                theirs = evaluations.get(base_model["model"], project, loaded.version_id, split=split, workspace=ws)
         except WinnowError as exc:
             error = f"{type(exc).__name__}: {exc}"
     mine_facts, theirs_facts = _score_facts(mine), _score_facts(theirs)
