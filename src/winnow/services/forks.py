@@ -340,10 +340,19 @@ def adopt_images(
     return {"project": project, "adopted": adopted, "already_adopted": already, "change_id": change_id}
 
 
-def _own_records(store: Store, project: str, workspace: str) -> dict[str, ImageRecord]:
-    from winnow.services.datasets import load_dataset
+def _adopted_records(store: Store, project: str, workspace: str, base_names: list[str]) -> dict[int, ImageRecord]:
+    """The customer's copies of the adopted images (by image id), with their labels: only those
+    rows, not the whole project."""
+    from winnow.services.datasets import get_image
 
-    return {r.name: r for r in load_dataset(store, project, workspace=workspace).images}
+    out: dict[int, ImageRecord] = {}
+    for base_name in base_names:
+        try:
+            rec = get_image(store, project, inherited_name(base_name), workspace=workspace)
+        except NotFoundError:  # deleted meanwhile
+            continue
+        out[rec.id] = rec
+    return out
 
 
 # ----------------------------------------------------------------------------- rebase
@@ -446,8 +455,7 @@ def rebase(
 
     new_by_name = {r.name: r for r in new_manifest.images}
     old_by_name = {r.name: r for r in old_manifest.images}
-    own = _own_records(store, project, workspace) if overrides else {}
-    by_id = {r.id: r for r in own.values()}
+    by_id = _adopted_records(store, project, workspace, [base_name for _, base_name in overrides])
     followed: list[str] = []
     conflicts: list[dict[str, Any]] = []
     removed: list[str] = []
