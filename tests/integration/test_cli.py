@@ -114,7 +114,7 @@ def test_verify_reports_a_corrupted_blob(coco, tmp_path):
 
 def test_formats_lists_every_format():
     names = {f["name"] for f in run_json("formats")["formats"]}
-    assert names == {"coco", "yolo", "voc", "folders", "createml", "labelme", "csv"}
+    assert names == {"coco", "yolo", "voc", "folders", "createml", "labelme", "csv", "images"}
 
 
 def test_installed_console_script_runs(tmp_path):
@@ -142,3 +142,22 @@ def test_markup_in_dataset_strings_is_printed_verbatim(tmp_path):
     run("project", "create", "m")
     run("import", "m", str(tmp_path / "coco"))
     assert "[bold]cat[/bold]" in run("project", "show", "m").stdout
+
+
+def test_a_bare_folder_of_images_imports_unlabelled_and_exports_back(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "scrape"
+    for i, rel in enumerate(["a.jpg", "site1/b.png", "site2/b.png"]):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20 + i, 10), (i * 40, 0, 0)).save(src / rel)
+    (src / "broken.png").write_bytes(b"")
+    run("project", "create", "raw", "--task", "segment")
+    report = run_json("import", "raw", str(src), "--format", "images")  # detected as class folders otherwise
+    assert report["format"] == "images" and report["images_added"] == 3
+    assert [p["level"] for p in report["problems"]] == ["error"]  # the empty file, named; no task warning
+    listed = run_json("images", "raw")
+    rows = listed["images"] if isinstance(listed, dict) else listed
+    assert sorted(r["name"] for r in rows) == ["a.jpg", "site1/b.png", "site2/b.png"]
+    assert run_json("export", "raw", str(tmp_path / "out"), "--format", "images")["images"] == 3
+    assert (tmp_path / "out/site2/b.png").read_bytes() == (src / "site2/b.png").read_bytes()

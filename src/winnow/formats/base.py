@@ -75,6 +75,7 @@ def _load_builtin() -> None:
         coco,
         createml,
         csv_boxes,
+        images,
         labelme,
         voc,
         yolo,

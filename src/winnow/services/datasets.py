@@ -325,7 +325,7 @@ def write_dataset(
     """
     fmt = get_format(format)
     dest = _export_destination(dest)
-    if dataset.task not in fmt.tasks:
+    if fmt.tasks and dataset.task not in fmt.tasks:  # a format with no tasks holds images only (its writer refuses labels)
         raise InvalidInputError(
             f"format {fmt.name!r} cannot hold {dataset.task.value} labels (it holds: {', '.join(sorted(t.value for t in fmt.tasks))})"
         )

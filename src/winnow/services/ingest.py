@@ -504,7 +504,8 @@ def import_records(
         existing = dict(session.execute(select(m.Image.name, m.Image.sha256).where(m.Image.project_id == project.id)).all())
         project_task = Task(project.task)
     report = ImportReport(project=project_name, source=source or str(root), format=format)
-    if dataset.images and dataset.infer_task() is not project_task and project_task is not Task.CLASSIFY:
+    labelled = any(r.annotations for r in dataset.images)  # unlabelled images suit any task
+    if labelled and dataset.infer_task() is not project_task and project_task is not Task.CLASSIFY:
         problems.warning(root, f"the dataset looks like {dataset.infer_task().value} data; the project's task is {project_task.value}")
     # millions of small objects are made and kept below: no cyclic-GC pass over all of them
     with gc_paused():

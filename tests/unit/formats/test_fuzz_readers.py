@@ -734,10 +734,14 @@ def test_folders_reader_survives_anything(tree):
                 target.write_bytes({"img.jpg": JPEG, "b.png": PNG, "IMG.JPEG": JPEG, ".hidden.jpg": JPEG}.get(name, b"not an image"))
             files.append(target)
         run_contract("folders", root, root, files)
+        dataset = check_read("images", root, root)
+        assert dataset is not None and all(not r.annotations for r in dataset.images)
+
+
 
 
 def test_every_registered_format_is_fuzzed():
-    fuzzed = {"coco", "labelme", "createml", "yolo", "voc", "csv", "folders"}
+    fuzzed = {"coco", "labelme", "createml", "yolo", "voc", "csv", "folders", "images"}
     assert set(available()) == fuzzed, "a new reader needs a fuzz test here"
 
 
