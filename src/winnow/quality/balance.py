@@ -244,24 +244,50 @@ class UnlabeledImage(Check):
     family = "balance"
     description = "Images with no annotation: labels unknown, or (for detection) possibly a true negative."
     severity = "warning"
+    params = {"max_backlog_share": 0.5}
 
-    def run(self, view: ProjectView, **params) -> Iterable[Finding]:
+    def run(self, view: ProjectView, *, max_backlog_share: float = 0.5, **_: Any) -> Iterable[Finding]:
         task = view.task
         empty = [rec for rec in view.records if not rec.annotations]
+        if not empty:
+            return
+        tagged = [rec for rec in empty if UNLABELED_TAG in rec.tags]
+        share = len(tagged) / len(view)
+        if tagged and share > float(max_backlog_share):
+            # most images never labelled: a scrape or a pool for active learning, not a defect
+            view.note(
+                self.id,
+                f"{len(tagged)} of {len(view)} images ({share:.0%}) are not labelled yet (tagged {UNLABELED_TAG!r}): "
+                "a labelling backlog, not a defect; `winnow select` picks the most useful to label first",
+            )
+        elif tagged:
+            by_split = Counter(rec.split or UNASSIGNED for rec in tagged)
+            names = [rec.name for rec in tagged]
+            yield self.finding(
+                f"{len(tagged)} image(s) have not been labelled (tagged {UNLABELED_TAG!r}), e.g. "
+                f"{', '.join(names[:3])}: their labels are unknown",
+                images=names,
+                evidence={
+                    "images_without_labels": len(empty),
+                    "tagged_unlabeled": len(tagged),
+                    "share_tagged_unlabeled": round(share, 6),
+                    "by_split": dict(sorted(by_split.items())),
+                    "task": task.value,
+                },
+                suggestion=Suggestion("review", "label them (`winnow select`, the queue), or delete those that do not belong"),
+                score=1.0,
+            )
         for rec in empty:
-            tagged = UNLABELED_TAG in rec.tags
+            if UNLABELED_TAG in rec.tags:
+                continue
             evidence: dict[str, Any] = {
-                "tagged_unlabeled": tagged,
+                "tagged_unlabeled": False,
                 "task": task.value,
                 "split": rec.split,
                 "images_without_labels": len(empty),
                 "share_without_labels": round(len(empty) / len(view), 6),
             }
-            if tagged:
-                message = f"{rec.name} has not been labelled (tagged {UNLABELED_TAG!r}): its labels are unknown"
-                severity, score = "warning", 1.0
-                text = "label the image, or delete it if it does not belong in the project"
-            elif task == Task.CLASSIFY:
+            if task == Task.CLASSIFY:
                 message = f"{rec.name} has no class label"
                 severity, score = "warning", 1.0
                 text = "give the image its class, or delete it if it does not belong in the project"

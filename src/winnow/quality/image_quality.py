@@ -284,10 +284,10 @@ class Outlier(Check):
     family = "image_quality"
     description = "Images far from their nearest neighbours in embedding space compared with the rest of the dataset."
     severity = "warning"
-    params = {"k": 10, "z_threshold": 4.5, "min_images": 20, "min_log_spread": 0.25}
+    params = {"k": 10, "z_threshold": 4.5, "min_images": 20, "min_log_spread": 0.25, "max_share": 0.02}
 
     def run(self, view: ProjectView, *, k: int = 10, z_threshold: float = 4.5, min_images: int = 20,
-            min_log_spread: float = 0.25, **_: Any) -> Iterable[Finding]:
+            min_log_spread: float = 0.25, max_share: float = 0.02, **_: Any) -> Iterable[Finding]:
         ok = view.decodable if len(view) else np.zeros(0, dtype=bool)
         n_ok = int(ok.sum())
         if n_ok < max(int(min_images), 3):
@@ -313,16 +313,33 @@ class Outlier(Check):
         flagged = valid & (z > z_threshold)
         if not flagged.any():
             return
+        cap = max(1, int(float(max_share) * int(valid.sum())))
+        if int(flagged.sum()) > cap:
+            # an outlier is rare by definition: in a set of tight clusters (copies, an icon theme)
+            # most images pass the z-score; keep the farthest `max_share` of them
+            z_flagged = np.where(flagged, z, -np.inf)
+            keep = np.argsort(-z_flagged, kind="stable")[:cap]
+            view.note(
+                self.id,
+                f"{int(flagged.sum())} images passed the outlier z-score ({z_threshold}); "
+                f"only the {cap} farthest ({float(max_share):.0%}, max_share) are reported: most images here "
+                "sit in tight clusters of near-identical pictures",
+            )
+            flagged = np.zeros_like(flagged)
+            flagged[keep] = True
         values = knn[valid]
         median = float(np.median(values))
         for i in np.flatnonzero(flagged):
             rec = view.records[i]
             percentile = float((values < knn[i]).sum()) / max(len(values) - 1, 1)
             near = [view.records[j].name for j, good in zip(idx[i], ok[idx[i]]) if good][:3]
-            times = knn[i] / median if median > 0 else float("inf")
+            if median > 0:
+                how = f"{knn[i] / median:.1f} times farther than usual"
+            else:
+                how = "far apart while most images have near-identical neighbours"
             yield self.finding(
                 f"{rec.name} is unlike the rest of the dataset: its {idx.shape[1]} nearest images are "
-                f"{times:.1f} times farther than usual (robust z-score {z[i]:.1f})",
+                f"{how} (robust z-score {z[i]:.1f})",
                 images=[rec.name],
                 evidence={
                     "knn_distance": round(float(knn[i]), 6),

@@ -123,7 +123,7 @@ def test_rare_class_quiet_when_every_class_has_enough(tmp_path):
 
 
 def test_unlabeled_image_detection_negative_vs_unknown(tmp_path):
-    items = detect_items([["cat"], []])
+    items = detect_items([["cat"], [], ["dog"]])
     items.append(Item("u.png", image(9), [], tags=[UNLABELED_TAG]))
     view = build_view(tmp_path, items)
     found = {f.images[0]: f for f in run(view, "unlabeled_image")}
@@ -131,8 +131,20 @@ def test_unlabeled_image_detection_negative_vs_unknown(tmp_path):
     neg = found["x/001.png"]
     assert neg.severity == "info" and "true negative" in neg.message and neg.evidence["tagged_unlabeled"] is False
     unknown = found["u.png"]
+    assert unknown.images == ["u.png"] and unknown.evidence["tagged_unlabeled"] == 1
     assert unknown.severity == "warning" and "unknown" in unknown.message and unknown.score > neg.score
-    assert unknown.evidence["images_without_labels"] == 2
+    assert unknown.evidence["images_without_labels"] == 2 and view.notes == []
+
+
+def test_never_labelled_images_are_one_finding_or_a_backlog_note(tmp_path):
+    items = detect_items([["cat"]] * 6)
+    items += [Item(f"u{i}.png", image(20 + i), [], tags=[UNLABELED_TAG]) for i in range(3)]
+    view = build_view(tmp_path, items)
+    (f,) = run(view, "unlabeled_image")  # 3 of 9 missed: one finding that names all three
+    assert sorted(f.images) == ["u0.png", "u1.png", "u2.png"] and f.evidence["share_tagged_unlabeled"] == pytest.approx(1 / 3)
+    # most of the project never labelled (a scrape, an active-learning pool): a note, no findings
+    assert run(view, "unlabeled_image", max_backlog_share=0.3) == []
+    assert [n["check"] for n in view.notes] == ["unlabeled_image"] and "3 of 9 images" in view.notes[0]["message"]
 
 
 def test_unlabeled_image_classification_is_a_warning(tmp_path):

@@ -116,9 +116,19 @@ def test_outlier_is_quiet_on_a_homogeneous_dataset(scenes):
 def test_outlier_needs_min_images(scenes_with_outlier):
     assert run(scenes_with_outlier, "outlier", min_images=100) == []
     # a lower threshold flags more, most isolated first by score
-    loose = run(scenes_with_outlier, "outlier", z_threshold=1.0)
+    loose = run(scenes_with_outlier, "outlier", z_threshold=1.0, max_share=1.0)
     assert "noise.png" in names(loose) and len(loose) > 1
     assert max(loose, key=lambda f: f.score).images == ["noise.png"]
+
+
+def test_outlier_reports_at_most_max_share_of_the_images_farthest_first(scenes_with_outlier):
+    """Where most images pass the z-score (tight clusters of copies), only the farthest are kept."""
+    loose = run(scenes_with_outlier, "outlier", z_threshold=1.0, max_share=1.0)
+    n = len(scenes_with_outlier)
+    capped = run(scenes_with_outlier, "outlier", z_threshold=1.0, max_share=2.5 / n)
+    assert len(loose) > 2 and names(capped) == {"noise.png", max(
+        (f for f in loose if f.images != ["noise.png"]), key=lambda f: f.evidence["z_score"]).images[0]}
+    assert any(note["check"] == "outlier" and "only the 2 farthest" in note["message"] for note in scenes_with_outlier.notes)
 
 
 def test_outlier_ignores_undecodable_images(tmp_path):
