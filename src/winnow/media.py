@@ -144,8 +144,34 @@ def probe_file(path: Path) -> ImageInfo:
     return probe(Path(path).read_bytes(), str(path))
 
 
+#: What transparent pixels are shown on when an image with alpha is decoded to a mode without it.
+ALPHA_BACKGROUND = (128, 128, 128)
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
+
+
+def flatten_alpha(im: Image.Image, background: tuple[int, int, int] = ALPHA_BACKGROUND) -> Image.Image:
+    """``im`` composited over an opaque ``background`` (RGB; mid-grey by default).
+
+    Dropping the alpha channel instead keeps whatever colour sits under the transparent pixels:
+    icons drawn only in alpha (every GNOME "symbolic" icon is black RGB under its alpha) all
+    become the same black square, so their hashes, embeddings and pixel statistics agree.
+    Mid-grey rather than white or black keeps both dark and light drawings visible and does
+    not make a transparent background count as over- or under-exposed.
+    """
+    rgba = im.convert("RGBA")
+    out = Image.new("RGBA", rgba.size, (*background, 255))
+    out.alpha_composite(rgba)
+    return out.convert("RGB")
+
+
 def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB", *, min_side: int | None = None) -> Image.Image:
     """Fully decode an image, apply its EXIF orientation and convert it to ``mode``.
+
+    An image with transparency decoded to a mode without alpha (``RGB``, ``L``) is composited
+    over mid-grey (:func:`flatten_alpha`) rather than losing its alpha channel.
 
     ``min_side`` lets a JPEG decode at a reduced scale (DCT scaling, much faster) as long as
     both sides stay at least that large (in grey when ``mode="L"``); other formats decode at
@@ -163,6 +189,8 @@ def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB", *, min_side: i
             # Pillow clips 16-bit values to 0..255 when converting to an 8-bit mode, which turns
             # nearly every 16-bit image white; scale 0..65535 down to 0..255 instead.
             im = im.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+        if mode and "A" not in mode and _has_alpha(im):
+            im = flatten_alpha(im)
         return im.convert(mode) if mode and im.mode != mode else im
     except (OSError, ValueError, SyntaxError) as exc:
         raise InvalidImageError(f"{name}: cannot decode image ({exc})") from None

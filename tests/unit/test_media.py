@@ -270,10 +270,42 @@ def test_channels_per_mode(mode, channels):
     assert (info.mode, info.channels, info.width, info.height) == (mode, channels, 3, 2)
 
 
-def test_decode_keeps_alpha_when_asked_and_drops_it_by_default():
+def test_decode_keeps_alpha_when_asked_and_composites_it_over_grey_by_default():
     data = encode(Image.new("RGBA", (2, 2), (10, 20, 30, 40)), "PNG")
-    assert media.decode(data).getpixel((0, 0)) == (10, 20, 30)
+    a = 40 / 255
+    assert media.ALPHA_BACKGROUND == (128, 128, 128)
+    want = tuple(round(128 * (1 - a) + c * a) for c in (10, 20, 30))
+    got = media.decode(data).getpixel((0, 0))
+    assert all(abs(g - w) <= 1 for g, w in zip(got, want)), (got, want)
     assert media.decode(data, mode="RGBA").getpixel((0, 0)) == (10, 20, 30, 40)
+    opaque = encode(Image.new("RGBA", (2, 2), (10, 20, 30, 255)), "PNG")
+    assert media.decode(opaque).getpixel((0, 0)) == (10, 20, 30)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_shapes_drawn_only_in_alpha_keep_their_shape(mode):
+    """GNOME's symbolic icons: black RGB everywhere, the glyph in the alpha channel. Dropping alpha
+    made every one of them the same black square (one 3,708-image near-duplicate group on a real
+    scrape); composited over mid-grey, two glyphs differ."""
+    def glyph(box):
+        alpha = Image.new("L", (16, 16), 0)
+        alpha.paste(255, box)
+        im = Image.new("RGBA", (16, 16), (0, 0, 0, 0))
+        im.putalpha(alpha)
+        if mode == "LA":
+            return im.convert("LA")
+        if mode == "P":
+            p = Image.new("P", (16, 16), 0)
+            p.putpalette([0, 0, 0, 0, 0, 0] + [0, 0, 0] * 254)
+            p.paste(1, box)
+            return p
+        return im
+
+    kw = {"transparency": 0} if mode == "P" else {}
+    a = np.asarray(media.decode(encode(glyph((2, 2, 8, 14)), "PNG", **kw), mode="L"))
+    b = np.asarray(media.decode(encode(glyph((8, 2, 14, 8)), "PNG", **kw), mode="L"))
+    assert a[5, 4] == 0 and a[5, 12] == 128 and b[5, 4] == 128 and b[5, 12] == 0
+    assert (a != b).mean() > 0.3
 
 
 def test_probe_file_reads_from_disk(tmp_path):

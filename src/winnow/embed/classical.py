@@ -55,7 +55,7 @@ def _gradient_histogram(gray: np.ndarray) -> np.ndarray:
 @register
 class ClassicalEmbedder(Embedder):
     name = "classical"
-    version = 1
+    version = 2  # 2: images with alpha are composited over mid-grey (media.decode)
     dim = _THUMB * _THUMB + 64 + 16
 
     def embed_one(self, im: Image.Image) -> np.ndarray:

@@ -54,7 +54,7 @@ def check_model_file(path: Path) -> None:
 @register
 class OnnxEmbedder(Embedder):
     name = "onnx"
-    version = 1
+    version = 2  # 2: images with alpha are composited over mid-grey (media.decode)
 
     def __init__(
         self,

@@ -97,6 +97,11 @@ class Group:
         max_hamming: the largest pHash Hamming distance between two of its blobs (0 for exact;
             for a component of more than 1,000 blobs, the largest over its near pairs).
         max_cosine: the same for the embedding cosine distance.
+        parts: for a near group that is not a clique of near pairs (a chain: A~B, B~C, A far
+            from C), its partition into *stars* - a centre and the pictures near it - as
+            groups of their own; empty when every two of its pictures are near. A chain is what
+            a leak-free split must keep together; the stars are what a person can review as
+            "the same picture".
     """
 
     kind: str
@@ -104,9 +109,14 @@ class Group:
     names: tuple[str, ...]
     max_hamming: int = 0
     max_cosine: float = 0.0
+    parts: tuple[Group, ...] = ()
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def pieces(self) -> tuple[Group, ...]:
+        """The stars of a chained group, else the group itself."""
+        return self.parts or (self,)
 
 
 def hamming_pairs(
@@ -336,8 +346,8 @@ def _duplicate_groups(
     for b in np.unique(np.concatenate([i, j])).tolist():
         members[int(label[b])].append(b)
     edge_label = label[i]
-    near_groups = []
-    for lab, comp in members.items():
+
+    def near_group(comp: Sequence[int], parts: tuple[Group, ...] = ()) -> Group:
         sub = np.array(comp)
         if len(sub) <= _PAIRWISE_MAX:  # the largest distance between any two of its pictures
             ph = phash[sub].view(np.uint64)
@@ -345,12 +355,49 @@ def _duplicate_groups(
             e = emb[pos[sub]]
             cmax = float(np.clip(1.0 - e @ e.T, 0.0, 2.0).max())
         else:  # a huge component: the largest distance of its near pairs
-            on = edge_label == lab
+            on = np.isin(i, sub) & np.isin(j, sub)
             hmax, cmax = int(h[on].max()), float(c[on].max())
         idxs = sorted(k for b in comp for k in blobs[b])
-        near_groups.append(Group("near", tuple(idxs), tuple(records[k].name for k in idxs), hmax, round(cmax, 6)))
+        return Group("near", tuple(idxs), tuple(records[k].name for k in idxs), hmax, round(cmax, 6), parts)
+
+    near_groups = []
+    for lab, comp in members.items():
+        on = edge_label == lab
+        m = len(comp)
+        parts: tuple[Group, ...] = ()
+        if int(on.sum()) < m * (m - 1) // 2:  # not every two pictures are near: a chain
+            parts = tuple(sorted((near_group(star) for star in _stars(i[on], j[on], h[on])), key=lambda g: g.indices))
+        near_groups.append(near_group(comp, parts))
     near_groups.sort(key=lambda g: g.indices)
     return groups + near_groups
+
+
+def _stars(i: np.ndarray, j: np.ndarray, h: np.ndarray) -> list[list[int]]:
+    """Partition a connected graph (edges ``i``-``j``, weights ``h``) into stars.
+
+    Greedy, as duplicate finders report "X and the pictures like it": in order of degree (most
+    neighbours first, ties: the smaller id), a node not yet taken becomes a centre and takes its
+    neighbours not yet taken; a node left alone (every neighbour taken) joins the star of its
+    closest neighbour. Every member is then near its centre or near a member. O(edges).
+    """
+    adj: dict[int, dict[int, int]] = defaultdict(dict)
+    for a, b, w in zip(i.tolist(), j.tolist(), h.tolist(), strict=True):
+        adj[a][b] = adj[b][a] = w
+    star_of: dict[int, int] = {}
+    stars: list[list[int]] = []
+    for centre in sorted(adj, key=lambda n: (-len(adj[n]), n)):
+        if centre in star_of:
+            continue
+        members = [centre] + sorted(x for x in adj[centre] if x not in star_of)
+        if len(members) == 1:  # its neighbours are all taken: join the closest one's star
+            nearest = min(adj[centre], key=lambda x: (adj[centre][x], x))
+            star_of[centre] = star_of[nearest]
+            stars[star_of[nearest]].append(centre)
+            continue
+        for x in members:
+            star_of[x] = len(stars)
+        stars.append(members)
+    return [sorted(s) for s in stars]
 
 
 def clusters(groups: Iterable[Group]) -> list[Group]:
@@ -380,6 +427,8 @@ def clusters(groups: Iterable[Group]) -> list[Group]:
                 tuple(names[k] for k in idxs),
                 max(g.max_hamming for g in parts),
                 max(g.max_cosine for g in parts),
+                # an exact group lies inside one star (a star holds every record of its blobs)
+                tuple(star for g in parts for star in g.parts),
             )
         )
     out.sort(key=lambda g: g.indices)
@@ -540,9 +589,13 @@ class NearDuplicate(Check):
     params = dict(GROUP_PARAMS, min_iou=0.5)
 
     def run(self, view: ProjectView, **params) -> Iterable[Finding]:
-        for g in duplicate_groups(view, **_group_params(params)):
-            if g.kind != "near":
-                continue
+        stars = [
+            (star, whole)
+            for whole in duplicate_groups(view, **_group_params(params))
+            if whole.kind == "near"
+            for star in whole.pieces()
+        ]
+        for g, whole in stars:
             blobs = len({view.records[k].sha256 for k in g.indices})
             agree = _labels_agree(view, g, params.get("min_iou", 0.5))
             keep = _largest(view, g)
@@ -562,6 +615,8 @@ class NearDuplicate(Check):
                     "max_hamming": g.max_hamming,
                     "max_cosine_distance": g.max_cosine,
                     "labels_agree": agree,
+                    # a star of a chain: how many pictures the chain (kept in one split) links
+                    "chain_images": len(whole),
                 },
                 suggestion=suggestion,
                 score=score,
@@ -582,7 +637,8 @@ class DuplicateLabelConflict(Check):
     def run(self, view: ProjectView, **params) -> Iterable[Finding]:
         min_iou = float(params.get("min_iou", 0.5))
         task = view.task
-        for g in clusters(duplicate_groups(view, **_group_params(params))):
+        stars = [star for whole in clusters(duplicate_groups(view, **_group_params(params))) for star in whole.pieces()]
+        for g in stars:
             recs = [view.records[k] for k in g.indices]
             found: list[_Disagreement] = []
             # every pair; in a big group (a burst of frames), each member against the first

@@ -46,8 +46,8 @@ from PIL import Image
 
 from winnow import media
 
-FACTS_TABLE = "facts-v4"
-HASHES_TABLE = "hashes-v2"
+FACTS_TABLE = "facts-v5"  # v5: transparent pixels composited over mid-grey
+HASHES_TABLE = "hashes-v3"
 _STATS_SIDE = 256
 _HASH_SIDE = 64
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

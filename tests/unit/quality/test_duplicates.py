@@ -8,6 +8,7 @@ from tests.quality_helpers import Item, build_view, encode, textured
 from winnow.core.types import Annotation
 from winnow.quality.base import ACTIONS
 from winnow.quality.duplicates import (
+    GROUP_PARAMS,
     DuplicateLabelConflict,
     ExactDuplicate,
     NearDuplicate,
@@ -16,6 +17,7 @@ from winnow.quality.duplicates import (
     duplicate_groups,
     hamming_pairs,
     near_pairs,
+    _stars,
 )
 from winnow.quality.engine import run_checks
 
@@ -170,6 +172,44 @@ def test_copies_chain_into_one_group_with_the_largest_distance(tmp_path):
     [f] = findings(view, ["near_duplicate"])["near_duplicate"]
     assert f.evidence["distinct_files"] == 3 and f.evidence["images"] == 4
     assert f.evidence["max_hamming"] == near.max_hamming
+
+
+def test_a_chain_is_kept_whole_for_splits_and_reported_as_stars(tmp_path):
+    """b0 ~ b1 ~ ... ~ b8 (each 25% brighter than the one before); b0 and b8 are far apart.
+
+    On a real scrape, chains like this made one 234-image group of GNOME's battery icons."""
+    im = textured(31, SIZE)
+    items = [
+        Item(f"b{k}.png", ImageEnhance.Brightness(im).enhance(1.25**k), [box("dog" if k == 0 else "cat", 10, 10, 40, 40)],
+             split="train" if k < 4 else "test")
+        for k in range(9)
+    ]
+    view = build_view(tmp_path, items + distinct(4))
+    [chain] = [g for g in duplicate_groups(view) if g.kind == "near"]
+    assert len(chain) == 9 and chain.max_cosine > GROUP_PARAMS["max_cosine"]  # b0 and b8 are not a near pair
+    assert len(chain.parts) >= 2
+    members = [k for part in chain.parts for k in part.indices]
+    assert sorted(members) == list(chain.indices)  # the stars partition the chain
+    assert all(p.max_cosine < chain.max_cosine for p in chain.parts)
+    out = findings(view)
+    near = out["near_duplicate"]
+    assert sorted(tuple(f.images) for f in near) == sorted(p.names for p in chain.parts)
+    assert all(f.evidence["chain_images"] == 9 for f in near)
+    # the leak is judged on the whole chain: one finding, all 9 pictures
+    [leak] = out["split_leakage"]
+    assert sorted(leak.images) == sorted(chain.names)
+    # b0's label is compared with its own star only, not with b8 at the far end
+    [conflict] = out["duplicate_label_conflict"]
+    star0 = next(p for p in chain.parts if "b0.png" in p.names)
+    assert sorted(conflict.images) == sorted(star0.names) and len(conflict.images) < 9
+
+
+def test_stars_partition_a_graph_around_its_best_connected_nodes():
+    # a chain 0-1-2-3-4, and a triangle 5-6-7 hanging off 4
+    i, j = np.array([0, 1, 2, 3, 5, 5, 6, 4]), np.array([1, 2, 3, 4, 6, 7, 7, 5])
+    stars = _stars(i, j, np.array([1, 2, 3, 4, 1, 1, 1, 9]))
+    assert stars == [[4, 5, 6, 7], [0, 1, 2, 3]]  # 3 was left alone and joined its closest neighbour, 2
+    assert _stars(np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([1, 1, 1])) == [[0, 1, 2]]
 
 
 def test_undecodable_images_are_not_near_duplicates_of_each_other(tmp_path):
