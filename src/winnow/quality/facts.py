@@ -5,8 +5,8 @@ Two tiers, each cached in its own Parquet table (:class:`~winnow.store.cache.Fac
 **The hash tier** (:data:`HASHES_TABLE`, :func:`hashes_of_file`): what the duplicate checks need
 to find candidate pairs, and nothing else. The image is decoded in grey at a reduced scale (a
 JPEG at libjpeg's DCT scaling, 1/2 to 1/8, so both sides stay >= 64 px; other formats in full),
-box-reduced by an integer factor while both sides stay >= 64 px, then resized (LANCZOS) to
-32x32 for the pHash and 9x8 for the dHash; a 32-bin histogram of its grey levels comes with
+box-reduced by an integer factor while both sides stay >= 64 px, then area-averaged (BOX) to
+32x32 for the pHash and from that to 9x8 for the dHash; a 32-bin histogram of its grey levels comes with
 them (``ghist``: it lets a crop through the loose tier of the near-duplicate rule, and keeps
 unrelated pictures out of it). A fraction of the full pass's cost, and of imagehash's
 on large photos (it decodes every pixel at full scale).
@@ -74,8 +74,9 @@ def phash(gray32: np.ndarray) -> int:
 
     The 2-D orthonormal DCT-II restricted to its 8x8 corner, as two small matrix products.
     """
-    coeffs = _DCT8 @ gray32.astype(np.float64) @ _DCT8.T
-    return _bits_to_int64(coeffs > np.median(coeffs))
+    coeffs = (_DCT8 @ gray32.astype(np.float64) @ _DCT8.T).ravel()
+    mid = np.partition(coeffs, (31, 32))  # the median of 64 values, without np.median's overhead
+    return _bits_to_int64(coeffs > (mid[31] + mid[32]) / 2)
 
 
 def dhash(gray9x8: np.ndarray) -> int:
@@ -87,10 +88,13 @@ def hash_image(im: Image.Image) -> tuple[int, int]:
     """``(phash, dhash)`` of an image decoded by :func:`decode_for_hashes` (or any image: grey is taken)."""
     grey = im if im.mode == "L" else im.convert("L")
     factor = min(grey.size) // _HASH_SIDE
-    if factor > 1:  # a box average first: LANCZOS's cost grows with the source size
+    if factor > 1:  # an integer box average first: cheap, and exact
         grey = grey.reduce(factor)
-    g32 = np.asarray(grey.resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float32)
-    g98 = np.asarray(grey.resize((9, 8), Image.Resampling.LANCZOS), dtype=np.float32)
+    # area averages (BOX): a third of LANCZOS's cost on a 128x96 source, and the 8x8 lowest DCT
+    # frequencies barely notice the filter (0.3 bits apart on average, max 4, on the bench)
+    small = grey.resize((32, 32), Image.Resampling.BOX)
+    g32 = np.asarray(small, dtype=np.float32)
+    g98 = np.asarray(small.resize((9, 8), Image.Resampling.BOX), dtype=np.float32)
     return phash(g32), dhash(g98)
 
 
