@@ -23,6 +23,9 @@ same bytes (so the two tiers never disagree on a hash):
 ``blur``                  variance of the Laplacian of the luminance at 256 px (low = blurry)
 ``entropy``               Shannon entropy of the luminance histogram, bits (0..8)
 ``colour_spread``         mean over pixels of max-min across R, G, B (0 = grey pixels)
+``colour_pixels``         share of pixels whose max-min exceeds 24: visibly coloured ones (a
+                          colour drawing on a large grey or white background has a low mean
+                          spread but not a low share)
 ``phash``, ``dhash``      64-bit perceptual hashes (signed int64 for Parquet), the hash tier's
 ``ghist``                 the hash tier's 32-bin grey histogram (float32, sums to 1)
 ``embedding``             the default (``classical``) embedding, float32
@@ -51,6 +54,8 @@ HASHES_TABLE = "hashes-v3"
 _STATS_SIDE = 256
 _HASH_SIDE = 64
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: A pixel whose max(R,G,B) - min(R,G,B) exceeds this is visibly coloured (``colour_pixels``).
+COLOUR_PIXEL_SPREAD = 24
 
 
 def _dct_rows(n: int = 32, k: int = 8) -> np.ndarray:
@@ -177,6 +182,7 @@ def measure(im: Image.Image) -> dict[str, Any]:
         "blur": laplacian_variance(gray),
         "entropy": float(-(p * np.log2(p)).sum()),
         "colour_spread": float(spread.mean()),
+        "colour_pixels": float((spread > COLOUR_PIXEL_SPREAD).mean()),
         "embedding": ClassicalEmbedder().embed_one(small),
     }
 
@@ -189,6 +195,7 @@ _EMPTY = {
     "blur": float("nan"),
     "entropy": float("nan"),
     "colour_spread": float("nan"),
+    "colour_pixels": float("nan"),
     "phash": 0,
     "dhash": 0,
 }

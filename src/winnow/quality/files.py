@@ -156,10 +156,11 @@ class Grayscale(Check):
         "channels are equal)."
     )
     severity = "warning"
-    params = {"max_colour_spread": 3.0, "min_colour_share": 0.8}
+    params = {"max_colour_spread": 3.0, "max_colour_pixels": 0.01, "min_colour_share": 0.8}
 
     def run(
-        self, view: ProjectView, *, max_colour_spread: float = 3.0, min_colour_share: float = 0.8, **_: Any
+        self, view: ProjectView, *, max_colour_spread: float = 3.0, max_colour_pixels: float = 0.01,
+        min_colour_share: float = 0.8, **_: Any
     ) -> Iterable[Finding]:
         if not len(view):
             return
@@ -169,7 +170,13 @@ class Grayscale(Check):
         single = (channels == 1) | np.array([m in GREY_MODES for m in modes], dtype=bool)
         spread = view.facts["colour_spread"]
         decodable = view.decodable
-        rgb_grey = decodable & ~single & (np.nan_to_num(spread, nan=np.inf) <= max_colour_spread)
+        coloured = view.facts["colour_pixels"]
+        # a low mean spread alone is not grey: a colour drawing on a wide grey background has one too
+        rgb_grey = (
+            decodable & ~single
+            & (np.nan_to_num(spread, nan=np.inf) <= max_colour_spread)
+            & (np.nan_to_num(coloured, nan=np.inf) <= max_colour_pixels)
+        )
         grey = single | rgb_grey
         known = decodable | single
         n_known = int(known.sum())
@@ -185,6 +192,7 @@ class Grayscale(Check):
                 "mode": mode,
                 "channels": int(channels[i]),
                 "colour_spread": None if np.isnan(spread[i]) else round(float(spread[i]), 3),
+                "colour_pixels": None if np.isnan(coloured[i]) else round(float(coloured[i]), 5),
                 "dataset_colour_share": round(colour_share, 4),
             }
             if single[i]:

@@ -135,6 +135,25 @@ def test_grayscale_distinguishes_single_channel_from_rgb_grey(planted):
     assert by_name["grey_rgb.png"].evidence["colour_spread"] == 0.0
 
 
+def test_a_small_colour_drawing_on_a_wide_grey_background_is_not_grey(tmp_path):
+    """A real scrape's colour icons on transparent (mid-grey) backgrounds: mean spread < 3, yet colour."""
+    from PIL import ImageDraw
+
+    def icon(colour):
+        im = Image.new("RGB", (48, 48), (128, 128, 128))
+        ImageDraw.Draw(im).rectangle((20, 20, 25, 25), fill=colour)  # 36 of 2,304 pixels: 1.6%
+        return im
+
+    items = [Item(f"c{s}.png", textured(s + 20)) for s in range(8)]
+    items += [Item("icon.png", icon((200, 40, 40))), Item("grey.png", icon((40, 40, 40)))]
+    view = build_view(tmp_path, items)
+    spread = dict(zip((r.name for r in view.records), view.facts["colour_spread"]))
+    assert spread["icon.png"] < 3.0  # the mean alone would call it grey
+    found = {f.images[0]: f for f in run(view, "grayscale")}
+    assert set(found) == {"grey.png"}
+    assert found["grey.png"].evidence["colour_pixels"] == 0.0
+
+
 def test_grayscale_is_quiet_on_a_grey_dataset(tmp_path):
     items = [Item(f"g{s}.png", textured(s).convert("L")) for s in range(6)]
     items += [Item(f"r{s}.png", textured(s + 10).convert("L").convert("RGB")) for s in range(3)]
