@@ -156,10 +156,10 @@ class Grayscale(Check):
         "channels are equal)."
     )
     severity = "warning"
-    params = {"max_colour_spread": 3.0, "max_colour_pixels": 0.01, "min_colour_share": 0.8}
+    params = {"max_colour_spread": 3.0, "max_colour_pixels": 0.002, "min_colour_share": 0.8}
 
     def run(
-        self, view: ProjectView, *, max_colour_spread: float = 3.0, max_colour_pixels: float = 0.01,
+        self, view: ProjectView, *, max_colour_spread: float = 3.0, max_colour_pixels: float = 0.002,
         min_colour_share: float = 0.8, **_: Any
     ) -> Iterable[Finding]:
         if not len(view):
