@@ -8,6 +8,7 @@ enough to run on every imported file; :func:`decode` is the full, checked decode
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,22 +168,31 @@ def flatten_alpha(im: Image.Image, background: tuple[int, int, int] = ALPHA_BACK
     return out.convert("RGB")
 
 
-def decode(data: bytes, name: str = "<bytes>", mode: str = "RGB", *, min_side: int | None = None) -> Image.Image:
+def decode(
+    data: bytes, name: str = "<bytes>", mode: str = "RGB", *, min_side: int | None = None, fit: int | None = None
+) -> Image.Image:
     """Fully decode an image, apply its EXIF orientation and convert it to ``mode``.
 
     An image with transparency decoded to a mode without alpha (``RGB``, ``L``) is composited
     over mid-grey (:func:`flatten_alpha`) rather than losing its alpha channel.
 
     ``min_side`` lets a JPEG decode at a reduced scale (DCT scaling, much faster) as long as
-    both sides stay at least that large (in grey when ``mode="L"``); other formats decode at
-    full size.
+    both sides stay at least that large (in grey when ``mode="L"``); ``fit`` as long as the
+    longer side stays at least that large (for an image that will be shrunk to fit a
+    ``fit`` x ``fit`` box anyway). Other formats decode at full size.
     Raises :class:`InvalidImageError` on truncated or corrupt data.
     """
     im = _open(data, name)
     try:
-        if min_side and im.format == "JPEG":
+        if (min_side or fit) and im.format == "JPEG":
+            if fit:  # the box of the image's shape whose longer side is `fit`
+                w, h = im.size
+                scale = fit / max(w, h)
+                request = (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale)))
+            else:
+                request = (min_side, min_side)
             # libjpeg decodes straight to grey when only grey is wanted (no chroma IDCT/colour pass)
-            im.draft("L" if mode == "L" else "RGB", (min_side, min_side))
+            im.draft("L" if mode == "L" else "RGB", request)
         im.load()
         im = ImageOps.exif_transpose(im)
         if im.mode.startswith("I;16") and mode and not mode.startswith(("I", "F")):

@@ -313,3 +313,11 @@ def test_probe_file_reads_from_disk(tmp_path):
     path.write_bytes(encode(Image.new("RGB", (6, 3)), "PNG"))
     info = media.probe_file(path)
     assert (info.width, info.height, info.format, os.fspath(path).endswith("#?.png")) == (6, 3, "png", True)
+
+
+def test_fit_lets_a_jpeg_decode_at_the_smallest_dct_scale_whose_longer_side_still_fits():
+    data = encode(Image.new("RGB", (640, 480), (90, 120, 150)), "JPEG")
+    assert media.decode(data, min_side=256).size == (640, 480)  # both sides >= 256: no scaling
+    assert media.decode(data, fit=256).size == (320, 240)  # longer side >= 256: half scale
+    assert media.decode(data, fit=100).size == (160, 120)
+    assert media.decode(encode(Image.new("RGB", (640, 480)), "PNG"), fit=256).size == (640, 480)  # JPEG only

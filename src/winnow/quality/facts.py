@@ -11,7 +11,8 @@ them (``ghist``: it lets a crop through the loose tier of the near-duplicate rul
 unrelated pictures out of it). A fraction of the full pass's cost, and of imagehash's
 on large photos (it decodes every pixel at full scale).
 
-**The full pass** (:data:`FACTS_TABLE`, :func:`facts_of_file`): one decode at >= 256 px measures
+**The full pass** (:data:`FACTS_TABLE`, :func:`facts_of_file`): one decode whose longer side is
+>= 256 px (a JPEG at libjpeg's DCT scale), shrunk to fit 256 px, measures
 every pixel fact of every check, plus the hashes, computed by the hash tier's own function on the
 same bytes (so the two tiers never disagree on a hash):
 
@@ -158,7 +159,7 @@ def _stats_image(im: Image.Image) -> Image.Image:
 
 
 def _decode_for_stats(data: bytes, name: str) -> Image.Image:
-    return _stats_image(media.decode(data, name, mode="RGB", min_side=_STATS_SIDE))
+    return _stats_image(media.decode(data, name, mode="RGB", fit=_STATS_SIDE))
 
 
 def measure(im: Image.Image) -> dict[str, Any]:
@@ -212,7 +213,7 @@ def facts_of_file(path: str) -> dict[str, Any]:
     data = Path(path).read_bytes()
     name = Path(path).name
     try:
-        im = media.decode(data, name, mode="RGB", min_side=_STATS_SIDE)
+        im = media.decode(data, name, mode="RGB", fit=_STATS_SIDE)
     except media.InvalidImageError as exc:
         return dict(_EMPTY, decode_error=_reason(exc), embedding=_zero_embedding(), ghist=_zero_histogram())
     hashes = hashes_of_bytes(data, name)
