@@ -214,6 +214,21 @@ def _walk_limited(root: Path, limit: int) -> Iterable[tuple[Path, list[str], lis
             return
 
 
+def folders_with_images(path: Path) -> list[Path] | None:
+    """The folders under ``path`` (itself included) that hold image files, in its first 2,000
+    entries; ``None`` when ``path`` is not a folder or holds an annotation file (a richer format)."""
+    if not path.is_dir():
+        return None
+    found = []
+    for dirpath, _, filenames in _walk_limited(path, _DETECT_SCAN_LIMIT):
+        suffixes = {Path(f).suffix.lower() for f in filenames if not f.startswith(".")}
+        if suffixes & ANNOTATION_EXTENSIONS:
+            return None
+        if suffixes & IMAGE_EXTENSIONS:
+            found.append(dirpath)
+    return found
+
+
 # --------------------------------------------------------------------------- the format
 
 
@@ -230,17 +245,8 @@ class ClassificationFoldersFormat(Format):
 
         Kept moderate so that any richer format that recognises the folder wins.
         """
-        path = Path(path)
-        if not path.is_dir():
-            return 0.0
-        has_class_images = False
-        for dirpath, _, filenames in _walk_limited(path, _DETECT_SCAN_LIMIT):
-            suffixes = {Path(f).suffix.lower() for f in filenames if not f.startswith(".")}
-            if suffixes & ANNOTATION_EXTENSIONS:
-                return 0.0
-            if dirpath != path and suffixes & IMAGE_EXTENSIONS:
-                has_class_images = True
-        return _DETECT_CONFIDENCE if has_class_images else 0.0
+        found = folders_with_images(Path(path))
+        return _DETECT_CONFIDENCE if found and any(d != Path(path) for d in found) else 0.0
 
     def read(self, path: Path, problems: Problems) -> Dataset:
         """Read class folders; see the module docstring for layouts and names.

@@ -24,12 +24,11 @@ from pathlib import Path
 from winnow.core.types import UNLABELED_TAG, Dataset, ImageRecord, Problems, Task
 from winnow.errors import FormatError, InvalidInputError
 from winnow.formats._common import MAX_LISTED, RecordCollector, split_dir
-from winnow.formats.base import IMAGE_EXTENSIONS, Format, ImageWriter, find_images, record_path_problems, register, write_image
-from winnow.formats.classification_folders import ANNOTATION_EXTENSIONS, _walk_limited
+from winnow.formats.base import Format, ImageWriter, find_images, record_path_problems, register, write_image
+from winnow.formats.classification_folders import folders_with_images
 
 #: Below ``folders`` (0.5) and every labelled format: a bare folder of images is the last guess.
 _DETECT_CONFIDENCE = 0.3
-_DETECT_SCAN_LIMIT = 2000
 
 
 @register
@@ -42,16 +41,7 @@ class ImagesFormat(Format):
 
     def detect(self, path: Path) -> float:
         """0.3 for a folder that holds images and no annotation file (in its first 2,000 entries)."""
-        path = Path(path)
-        if not path.is_dir():
-            return 0.0
-        has_images = False
-        for _, _, filenames in _walk_limited(path, _DETECT_SCAN_LIMIT):
-            suffixes = {Path(f).suffix.lower() for f in filenames if not f.startswith(".")}
-            if suffixes & ANNOTATION_EXTENSIONS:
-                return 0.0
-            has_images = has_images or bool(suffixes & IMAGE_EXTENSIONS)
-        return _DETECT_CONFIDENCE if has_images else 0.0
+        return _DETECT_CONFIDENCE if folders_with_images(Path(path)) else 0.0
 
     def read(self, path: Path, problems: Problems) -> Dataset:
         """Every image under ``path`` as an unlabelled record (see the module docstring)."""
