@@ -238,6 +238,11 @@ def test_the_project_page_shows_counts_classes_versions_models_queue_and_finding
     page.click("#run-checks")
     page.wait_for_selector("#findings-summary")
     assert re.match(r"\d+ findings on \d+ of 31 images", page.locator("#findings-summary").inner_text())
+    notes = page.locator("#findings-notes li").all_inner_texts()
+    if site["model"] is None:  # the detection label-error checks say why they did not run
+        assert any(n.startswith("missing_box: ") and "no ready detection model" in n for n in notes), notes
+    else:
+        assert not any("no ready detection model" in n for n in notes), notes
     if page.locator("#all-findings").count():
         page.click("#all-findings")
     checks = page.locator("#findings .finding-check").all_inner_texts()

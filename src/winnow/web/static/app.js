@@ -743,6 +743,11 @@ function findingsList(project, report) {
         `(${fmt(sev.error || 0)} errors, ${fmt(sev.warning || 0)} warnings, ${fmt(sev.info || 0)} info) from ${s.checks_run.length} checks in ${fmt(s.seconds, 1)} s`,
     ),
   ];
+  // what checks skipped or folded, and why (a labelling backlog, capped outliers, no model yet)
+  const notes = s.notes || [];
+  if (notes.length) {
+    out.push(h("ul", { class: "notes", id: "findings-notes" }, notes.map((n) => h("li", null, h("code", null, n.check), ": ", n.message))));
+  }
   if (!report.findings.length) return out.concat(empty("Nothing found."));
   const byCheck = Object.entries(s.by_check || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
   out.push(h("ul", { class: "chips", id: "findings-by-check" }, byCheck.map(([c, n]) => h("li", { class: "chip" }, c, h("span", { class: "count" }, fmt(n))))));
