@@ -2,7 +2,13 @@
 """Benchmark: exact and near-duplicate detection, winnow vs imagehash's pHash (ANCHORS G3).
 
     .venv/bin/python bench/near_duplicates.py [--images 1000] [--out bench/out] [--max-distance 10]
-        [--size 256x192] [--format jpeg|png] [--skip-pool] [--skip-full] [--markdown]
+        [--size 256x192] [--format jpeg|png] [--copy-every 2] [--real] [--skip-pool] [--skip-full] [--markdown]
+
+``--real``: the distinct pictures are the real colour pictures of ``bench/scraped.py``'s collection
+(one per icon and per file stem, shorter side >= 64 px; run that bench first) instead of
+generated ones, copied the same way. Recall is then recall on real pictures; precision is a lower
+bound, because the truth calls every file distinct while the collection has near copies of its
+own (``kr.png`` / ``kr-compressed.png``, icon families such as ``user-trash`` / ``user-trash-full``).
 
 Data (generated once, deterministically, cached under ``--out``; no download): ``--images``
 distinct 256x192 pictures - smooth multi-scale random colour fields, a patch of one of
@@ -147,10 +153,27 @@ def transformed(im: Image.Image, kind: str, rng: np.random.Generator) -> bytes:
     raise ValueError(kind)
 
 
-def generate(root: Path, n: int, seed: int = SEED) -> dict:
-    """Write (once) the files under ``root/images`` and the truth in ``root/truth.json``."""
+def real_picture(path: Path) -> Image.Image:
+    """A real image file as an RGB picture (transparency over white, what a viewer shows) whose
+    longer side is at most the ``--size`` width."""
+    im = Image.open(path)
+    im.seek(0)
+    rgba = im.convert("RGBA")
+    out = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    out.alpha_composite(rgba)
+    out = out.convert("RGB")
+    out.thumbnail((W, W), Image.Resampling.LANCZOS)
+    return out
+
+
+def generate(root: Path, n: int, seed: int = SEED, real: list[Path] | None = None) -> dict:
+    """Write (once) the files under ``root/images`` and the truth in ``root/truth.json``.
+
+    With ``real`` the distinct pictures are those files (``n`` is ignored) instead of generated ones."""
     marker = root / "truth.json"
-    params = {"images": n, "seed": seed, "size": [W, H], "v": DATA_VERSION}
+    params = {"images": len(real) if real else n, "seed": seed, "size": [W, H], "v": DATA_VERSION}
+    if real:
+        params["real"] = [str(p) for p in real]
     if FORMAT != "jpeg":
         params["format"] = FORMAT
     if COPY_EVERY != 2:
@@ -165,8 +188,8 @@ def generate(root: Path, n: int, seed: int = SEED) -> dict:
     (root / "images").mkdir(parents=True)
     rng = np.random.default_rng(seed)
     files: dict[str, dict] = {}  # name -> {"picture": base index, "kind": ...}
-    for k in range(n):
-        im = distinct_picture(seed * 1_000_003 + k)
+    for k in range(len(real) if real else n):
+        im = real_picture(real[k]) if real else distinct_picture(seed * 1_000_003 + k)
         data = _jpeg(im, 90)
         name = f"{k:06d}.{ext}"
         (root / "images" / name).write_bytes(data)
@@ -416,16 +439,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--copy-every", type=int, default=2,
                    help="1 in N distinct pictures gets a transformed copy, 1 in 5N an exact one (default 2: a dense set; 20 is ~6%% copies)")
     p.add_argument("--markdown", action="store_true", help="print the results as a markdown section")
+    p.add_argument("--real", action="store_true",
+                   help="real pictures instead of generated ones: the distinct colour pictures of bench/scraped.py's "
+                        "collection (run it first), shrunk to fit --size's width; --images is ignored")
     args = p.parse_args(argv)
 
     W, H = (int(v) for v in args.size.lower().split("x"))
     FORMAT = args.format
     COPY_EVERY = max(1, args.copy_every)
+    real = None
+    if args.real:
+        from scraped import distinct_pictures
+
+        real = distinct_pictures(args.out.resolve() / "scraped" / "files")
+        args.images = len(real)
     root = args.out.resolve() / (
-        f"near-dup-{args.images}-{W}x{H}" + ("" if FORMAT == "jpeg" else f"-{FORMAT}") + ("" if COPY_EVERY == 2 else f"-every{COPY_EVERY}")
+        f"near-dup-{'real' if real else args.images}-{W}x{H}" + ("" if FORMAT == "jpeg" else f"-{FORMAT}")
+        + ("" if COPY_EVERY == 2 else f"-every{COPY_EVERY}")
     )
     t0 = time.perf_counter()
-    truth = generate(root, args.images)
+    truth = generate(root, args.images, real=real)
     images_dir = root / "images"
     print(f"data: {len(truth['files'])} files from {args.images} pictures under {root} ({time.perf_counter() - t0:.1f} s)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="near-dup-", dir=args.out.resolve()))

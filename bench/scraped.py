@@ -78,6 +78,33 @@ GREY_SPREAD = 24
 #: Share of grey files in the colour subset: "mostly colour", as a photo set with a few grey images.
 SUBSET_GREY_SHARE = 0.1
 
+def distinct_pictures(files_dir: Path, min_side: int = 64) -> list[Path]:
+    """The collection's distinct colour pictures, for bench/near_duplicates.py ``--real``: one file
+    per icon (its largest size) and per other file stem (``python.png``, ``.gif``, ``.bmp`` are one
+    picture), no symbolic icons, no identical bytes, shorter side >= ``min_side``; sorted."""
+    manifest = json.loads((files_dir.parent / "manifest.json").read_text())["files"]
+    seen, best = set(), {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for e in manifest:
+            name = e["name"]
+            if e["blake2b"] in seen or "-symbolic" in name:
+                continue
+            seen.add(e["blake2b"])
+            try:
+                with Image.open(files_dir / name) as im:
+                    w, h = im.size
+            except Exception:  # noqa: BLE001 - the broken ones are not pictures
+                continue
+            if min(w, h) < min_side:
+                continue
+            m = ICON.search(name)
+            key = (m.group(1), m.group(4), m.group(5).rsplit(".", 1)[0]) if m else ("file", Path(name).stem)
+            if key not in best or w * h > best[key][1]:
+                best[key] = (name, w * h)
+    return sorted(files_dir / name for name, _ in best.values())
+
+
 def _walk(roots: list[str], skip: Path):
     for root in roots:
         if not os.path.isdir(root):
