@@ -10,6 +10,8 @@ embedding matrix and the k-nearest-neighbour graph. Checks index these by record
 
 from __future__ import annotations
 
+import importlib.util
+
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -241,20 +243,80 @@ class ProjectView:
         return cache[0][:, :kk], cache[1][:, :kk]
 
     def _compute_knn(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        emb = self.embeddings
-        n = len(emb)
-        k = min(k, max(n - 1, 0))
-        idx = np.zeros((n, k), dtype=np.int64)
-        dist = np.zeros((n, k), dtype=np.float32)
-        if k == 0:
-            return idx, dist
-        for start in range(0, n, 1024):  # exact top-k by blocks: bounded memory, BLAS speed
-            sims = emb[start : start + 1024] @ emb.T
-            rows = np.arange(sims.shape[0])
-            sims[rows, start + rows] = -np.inf
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            part_sims = np.take_along_axis(sims, part, axis=1)
-            order = np.argsort(-part_sims, axis=1)
-            idx[start : start + 1024] = np.take_along_axis(part, order, axis=1)
-            dist[start : start + 1024] = 1.0 - np.take_along_axis(part_sims, order, axis=1)
-        return idx, dist
+        return knn_graph(self.embeddings, k)
+
+
+#: From this many rows the graph comes from an HNSW index rather than an exact search, which
+#: grows as N^2 (bench/neighbours.py: 100,000 rows of 224 dimensions on 2 cores).
+ANN_FROM = 20_000
+
+
+def knn_graph(
+    emb: np.ndarray, k: int, block: int | None = None, *, exact: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's ``k`` nearest other rows by cosine distance (rows L2-normalised).
+
+    Returns ``(indices, distances)``, each ``(N, k')`` with ``k' = min(k, N - 1)``, nearest first;
+    a row is never its own neighbour. ``exact=None`` (the default) searches exactly below
+    :data:`ANN_FROM` rows and approximately (HNSW) from there; ``True`` / ``False`` force
+    either. Both run in faiss (:func:`faiss_graph`); without faiss the search is exact, in numpy,
+    by blocks of rows (``block``; at most ~64M similarities, 256 MB, at a time).
+    """
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    n = len(emb)
+    k = min(k, max(n - 1, 0))
+    if k == 0:
+        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.float32)
+    have_faiss = importlib.util.find_spec("faiss") is not None
+    exact = (n < ANN_FROM or not have_faiss) if exact is None else exact
+    if have_faiss:
+        return faiss_graph(emb, k, exact=exact)
+    idx = np.zeros((n, k), dtype=np.int64)
+    dist = np.zeros((n, k), dtype=np.float32)
+    block = block or int(max(64, min(1024, 2**26 // n)))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        rows = np.arange(stop - start)
+        sims = emb[start:stop] @ emb.T
+        sims[rows, start + rows] = -np.inf
+        part = np.argpartition(sims, n - k, axis=1)[:, n - k :]
+        part_sims = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_sims, axis=1)
+        idx[start:stop] = np.take_along_axis(part, order, axis=1)
+        dist[start:stop] = 1.0 - np.take_along_axis(part_sims, order, axis=1)
+    return idx, dist
+
+
+def faiss_graph(emb: np.ndarray, k: int, *, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_graph` in faiss: an exact inner-product search (``IndexFlatIP``), or an HNSW
+    index (``M = 16``, ``efConstruction = 40``, ``efSearch = max(32, 2k)``; recall@10 0.994 and
+    0.978 against the exact graph on the benchmark's 50,000 and 100,000 clustered embeddings).
+
+    A row's own entry is dropped from its result; a slot the index could not fill (rare with
+    HNSW) repeats the row's farthest neighbour found.
+    """
+    import faiss
+
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    n = len(emb)
+    k = min(k, max(n - 1, 0))
+    if exact:
+        index = faiss.IndexFlatIP(emb.shape[1])
+    else:
+        index = faiss.IndexHNSWFlat(emb.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+    index.add(emb)
+    if not exact:
+        index.hnsw.efSearch = max(32, 2 * k)
+    sims, idx = index.search(emb, k + 1)
+    # the row itself out (wherever ties put it): a stable sort moves it, and empty slots, last
+    drop = (idx == np.arange(n)[:, None]) | (idx < 0)
+    order = np.argsort(drop, axis=1, kind="stable")[:, :k]
+    idx = np.take_along_axis(idx, order, axis=1)
+    sims = np.take_along_axis(sims, order, axis=1)
+    missing = np.take_along_axis(drop, order, axis=1)
+    for r in np.flatnonzero(missing.any(axis=1)):  # fewer than k found: repeat the farthest found
+        ok = ~missing[r]
+        last_i, last_s = (idx[r][ok][-1], sims[r][ok][-1]) if ok.any() else (r, -1.0)
+        idx[r][~ok], sims[r][~ok] = last_i, last_s
+    return idx.astype(np.int64), (1.0 - sims).astype(np.float32)
