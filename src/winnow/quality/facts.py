@@ -50,8 +50,8 @@ from PIL import Image
 
 from winnow import media
 
-FACTS_TABLE = "facts-v5"  # v5: transparent pixels composited over mid-grey
-HASHES_TABLE = "hashes-v3"
+FACTS_TABLE = "facts-v5"  # v5: alpha over mid-grey, JPEGs decoded to fit 256 px, colour_pixels
+HASHES_TABLE = "hashes-v3"  # v3: alpha over mid-grey, BOX-averaged 32x32 and 9x8
 _STATS_SIDE = 256
 _HASH_SIDE = 64
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

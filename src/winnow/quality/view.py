@@ -11,7 +11,6 @@ embedding matrix and the k-nearest-neighbour graph. Checks index these by record
 from __future__ import annotations
 
 import importlib.util
-
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
