@@ -6,19 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from winnow.core.types import UNLABELED_TAG, Annotation, Dataset, ImageRecord, Problems
 from winnow.errors import FormatError, InvalidInputError
+from tests.unit.formats.test_classification_folders import image
 from winnow.formats.base import copy_from_file, detect_format, get_format
 
 FMT = get_format("images")
-
-
-def image(path: Path, width: int = 12, height: int = 8) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (width, height), (1, 2, 3)).save(path)
-    return path
 
 
 def read(path: Path) -> tuple[Dataset, Problems]:
