@@ -153,11 +153,16 @@ def test_a_bare_folder_of_images_imports_unlabelled_and_exports_back(tmp_path):
         Image.new("RGB", (20 + i, 10), (i * 40, 0, 0)).save(src / rel)
     (src / "broken.png").write_bytes(b"")
     run("project", "create", "raw", "--task", "segment")
-    report = run_json("import", "raw", str(src), "--format", "images")  # detected as class folders otherwise
+    report = run_json("import", "raw", str(src))  # sub-folders are not classes in a segmentation project
     assert report["format"] == "images" and report["images_added"] == 3
-    assert [p["level"] for p in report["problems"]] == ["error"]  # the empty file, named; no task warning
+    by_level = {p["level"]: p["message"] for p in report["problems"]}
+    assert sorted(p["level"] for p in report["problems"]) == ["error", "warning"]  # the empty file; the reading
+    assert "empty" in by_level["error"] and "--format folders" in by_level["warning"]
     listed = run_json("images", "raw")
     rows = listed["images"] if isinstance(listed, dict) else listed
     assert sorted(r["name"] for r in rows) == ["a.jpg", "site1/b.png", "site2/b.png"]
     assert run_json("export", "raw", str(tmp_path / "out"), "--format", "images")["images"] == 3
     assert (tmp_path / "out/site2/b.png").read_bytes() == (src / "site2/b.png").read_bytes()
+    # in a classification project the same folder is class folders
+    run("project", "create", "cls", "--task", "classify")
+    assert run_json("import", "cls", str(src))["format"] == "folders"

@@ -107,8 +107,21 @@ def clean_tags(tags: Iterable[str]) -> list[str]:
     return out
 
 
-def _read_dataset(path: Path, fmt_name: str | None, problems: Problems) -> tuple[Dataset, str]:
-    fmt = get_format(fmt_name) if fmt_name else detect_format(path)
+def _read_dataset(path: Path, fmt_name: str | None, problems: Problems, task: Task | None = None) -> tuple[Dataset, str]:
+    """Read ``path`` in ``fmt_name``, or in the format detected. Detected class folders become
+    unlabelled images (the ``images`` format) in a project whose task is not classification:
+    there, a folder of images is a scrape or a camera dump, not a class."""
+    if fmt_name:
+        fmt = get_format(fmt_name)
+    else:
+        fmt = detect_format(path)
+        if fmt.name == "folders" and task is not None and task is not Task.CLASSIFY:
+            problems.warning(
+                path,
+                f"sub-folders read as part of the image names, not as classes: the project's task is {task.value} "
+                "(pass --format folders to read them as class labels)",
+            )
+            fmt = get_format("images")
     return fmt.read(path, problems), fmt.name
 
 
@@ -455,7 +468,9 @@ def import_dataset(
                 source=source or str(path), started=started,
             )
         problems = Problems()
-        dataset, fmt_name = _read_dataset(root, format, problems)
+        with store.read() as session:
+            task = Task(get_project(session, project_name, workspace).task)
+        dataset, fmt_name = _read_dataset(root, format, problems, task)
         return import_records(
             store, project_name, dataset, root if root.is_dir() else root.parent,
             workspace=workspace, source=source or str(path), format=fmt_name, split=split, tags=tags,
