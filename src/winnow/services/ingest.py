@@ -457,7 +457,7 @@ def import_dataset(
         if path.is_file() and archive.is_archive(path):
             scratch = Path(tempfile.mkdtemp(prefix="import-", dir=store.tmp))
             root = archive.extract(path, scratch / "x")
-        _check_target(store, project_name, workspace, split)
+        task = _check_target(store, project_name, workspace, split)
         if match_existing:
             from winnow.services.relabel import import_labels
 
@@ -468,8 +468,6 @@ def import_dataset(
                 source=source or str(path), started=started,
             )
         problems = Problems()
-        with store.read() as session:
-            task = Task(get_project(session, project_name, workspace).task)
         dataset, fmt_name = _read_dataset(root, format, problems, task)
         return import_records(
             store, project_name, dataset, root if root.is_dir() else root.parent,
@@ -481,11 +479,12 @@ def import_dataset(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _check_target(store: Store, project_name: str, workspace: str, split: str | None) -> None:
+def _check_target(store: Store, project_name: str, workspace: str, split: str | None) -> Task:
+    """Refuse an unknown split or project before any work; the project's task."""
     if split is not None and split not in SPLITS:
         raise InvalidInputError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
     with store.read() as session:
-        get_project(session, project_name, workspace)
+        return Task(get_project(session, project_name, workspace).task)
 
 
 def import_records(
